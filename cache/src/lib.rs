@@ -1,3 +1,15 @@
 //! The store: a content-addressed blob store (verified, atomic, safe for concurrent
 //! processes), the metadata database (tags, cache index, snapshot records), locking, and
 //! garbage collection with size limits.
+
+pub mod content;
+pub mod digest;
+pub mod layout;
+pub mod lock;
+
+pub use content::{
+    BlobWriter, ContentError, ContentStore, Descriptor, FsContentStore, MemContentStore,
+};
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use layout::{Layout, LayoutError, resolve_root, root_from_env};
+pub use lock::{LockError, LockGuard, LockMode};
