@@ -6,6 +6,7 @@ pub mod content;
 pub mod digest;
 pub mod layout;
 pub mod lock;
+pub mod meta;
 
 pub use content::{
     BlobWriter, ContentError, ContentStore, Descriptor, FsContentStore, MemContentStore,
@@ -13,3 +14,6 @@ pub use content::{
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use layout::{Layout, LayoutError, resolve_root, root_from_env};
 pub use lock::{LockError, LockGuard, LockMode};
+pub use meta::{
+    CacheEntry, ImageRecord, LeaseRecord, Meta, MetaError, MetaTxn, RefOwner, TagRecord,
+};
