@@ -20,4 +20,4 @@ pub use lock::{LockError, LockGuard, LockMode};
 pub use meta::{
     CacheEntry, ImageRecord, LeaseRecord, Meta, MetaError, MetaTxn, RefOwner, TagRecord,
 };
-pub use store::{Store, StoreError};
+pub use store::{Store, StoreError, StoreUsage};

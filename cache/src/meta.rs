@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{
     Database, MultimapTableDefinition, ReadableMultimapTable, ReadableTable, TableDefinition,
@@ -30,6 +30,9 @@ const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images-v1");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases-v1");
 const CACHE_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cache-index-v1");
 const REFS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("refs-v1");
+
+// How long a database held open by someone else is waited for; see `Meta::open_db`.
+const OPEN_RETRY_LIMIT: Duration = Duration::from_secs(10);
 
 // redb's page cache is allocated lazily, but bound it: each open is short-lived.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -215,13 +218,30 @@ impl Meta {
     }
 
     fn open_db(&self) -> Result<Database, MetaError> {
-        Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&self.db_path)
-            .map_err(|source| MetaError::Open {
-                path: self.db_path.clone(),
-                source,
-            })
+        // Holding meta.lock means no rbuild code has the database open, but a process
+        // forked by another thread in that window (a RUN step starting) inherits the
+        // descriptor and redb's flock with it until its exec closes it. So a busy
+        // database is retried for a while before giving up.
+        let mut delay = Duration::from_millis(5);
+        let mut waited = Duration::ZERO;
+        loop {
+            match Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&self.db_path)
+            {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if waited < OPEN_RETRY_LIMIT => {
+                    std::thread::sleep(delay);
+                    waited += delay;
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
+                result => {
+                    return result.map_err(|source| MetaError::Open {
+                        path: self.db_path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     pub fn put_tag(&self, name: &str, record: &TagRecord) -> Result<Option<TagRecord>, MetaError> {

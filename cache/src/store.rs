@@ -1,9 +1,9 @@
 //! [`Store`]: one store root with its content store, metadata database and locks.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::content::FsContentStore;
+use crate::content::{ContentError, ContentStore, FsContentStore};
 use crate::digest::Digest;
 use crate::gc::{self, GcError, PruneOptions, PruneReport};
 use crate::layout::{Layout, LayoutError};
@@ -21,6 +21,25 @@ pub enum StoreError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Gc(#[from] GcError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error("cannot stat {path}")]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Space used by a store, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreUsage {
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Temp files of ingests in progress or abandoned.
+    pub ingest_bytes: u64,
+    /// The metadata database file.
+    pub meta_bytes: u64,
 }
 
 /// An opened store. Cheap to clone; every clone and every process may use it at once.
@@ -61,6 +80,22 @@ impl Store {
 
     pub fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// Space used by the store, for `rbuild df`.
+    pub fn usage(&self) -> Result<StoreUsage, StoreError> {
+        let blobs = self.content.list()?;
+        let temps = self.content.ingest_temps()?;
+        let db = self.layout.meta_db();
+        let meta_bytes = std::fs::metadata(&db)
+            .map(|m| m.len())
+            .map_err(|source| StoreError::Stat { path: db, source })?;
+        Ok(StoreUsage {
+            blobs: blobs.len() as u64,
+            blob_bytes: blobs.iter().map(|d| d.size).sum(),
+            ingest_bytes: temps.iter().map(|t| t.size).sum(),
+            meta_bytes,
+        })
     }
 
     /// A shared hold on the store that keeps garbage collection out until dropped.
@@ -104,7 +139,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{ContentStore, Descriptor};
+    use crate::content::Descriptor;
     use crate::meta::{ImageRecord, RefOwner, TagRecord};
     use std::io::Write;
 
@@ -181,6 +216,53 @@ mod tests {
         store.meta().remove_image(&manifest).unwrap();
         let report = store.prune(&BTreeSet::new(), None).unwrap();
         assert_eq!(report.deleted.len(), 4);
+    }
+
+    #[test]
+    fn concurrent_first_opens_of_one_root_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("new");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6).map(|_| s.spawn(|| Store::open(&root))).collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        let store = Store::open(&root).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(store.layout().version_file()).unwrap(),
+            "1\n"
+        );
+        let names: BTreeSet<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let want: BTreeSet<String> = [
+            "blobs-v1",
+            "ingest-v1",
+            "layout-version",
+            "locks-v1",
+            "meta-v1",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(names, want);
+    }
+
+    #[test]
+    fn usage_counts_blobs_temps_and_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.content().ingest(None, &[1u8; 1000][..]).unwrap();
+        store.content().ingest(None, &[2u8; 24][..]).unwrap();
+        let mut w = store.content().writer().unwrap();
+        w.write_all(&[3u8; 10]).unwrap();
+        w.flush().unwrap();
+        let usage = store.usage().unwrap();
+        assert_eq!((usage.blobs, usage.blob_bytes), (2, 1024));
+        assert_eq!(usage.ingest_bytes, 10);
+        assert!(usage.meta_bytes > 0);
+        drop(w);
     }
 
     #[test]

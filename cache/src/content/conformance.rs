@@ -29,6 +29,7 @@ pub(super) fn roundtrip<S: ContentStore>(store: &S) {
         assert!(store.contains(&want.digest).unwrap());
         assert_eq!(store.info(&want.digest).unwrap(), want);
         assert_eq!(read_all(store, &want.digest), blob);
+        assert_eq!(store.verify(&want.digest).unwrap(), want);
     }
     // Expected descriptor that matches is accepted.
     let small = data(1000, 2);
@@ -170,6 +171,7 @@ pub(super) fn missing_blob_is_not_found<S: ContentStore>(store: &S) {
     for err in [
         store.open(&missing).err().unwrap(),
         store.info(&missing).unwrap_err(),
+        store.verify(&missing).unwrap_err(),
     ] {
         assert!(matches!(&err, ContentError::NotFound(d) if *d == missing));
         assert_eq!(err.to_string(), format!("blob {missing} not found"));

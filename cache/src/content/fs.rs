@@ -284,6 +284,30 @@ mod tests {
     }
 
     #[test]
+    fn verify_detects_a_blob_changed_on_disk() {
+        let (store, _dir) = store();
+        let d = store.ingest(None, &b"original"[..]).unwrap();
+        assert_eq!(store.verify(&d.digest).unwrap(), d);
+        let path = store.layout().blob_path(&d.digest);
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"tampered").unwrap();
+        assert!(matches!(
+            store.verify(&d.digest),
+            Err(ContentError::DigestMismatch { .. })
+        ));
+        fs::write(&path, b"short").unwrap();
+        assert!(
+            matches!(
+                store.verify(&d.digest),
+                Err(ContentError::SizeMismatch { .. })
+            ) || matches!(
+                store.verify(&d.digest),
+                Err(ContentError::DigestMismatch { .. })
+            )
+        );
+    }
+
+    #[test]
     fn foreign_files_in_blob_dir_are_not_listed() {
         let (store, _dir) = store();
         let dir = store.layout().blobs_algorithm_dir(Algorithm::Sha256);

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 
 pub use fs::{BlobEntry, FsBlobWriter, FsContentStore, IngestTemp};
 pub use mem::{MemBlobWriter, MemContentStore};
@@ -138,12 +138,14 @@ pub trait ContentStore: Send + Sync {
     where
         Self: Sized,
     {
+        if let Some(want) = expected
+            && matches!(self.info(&want.digest), Ok(have) if have.size == want.size)
+        {
+            return Ok(want.clone());
+        }
         let mut writer = self.writer()?;
         match expected {
             Some(want) => {
-                if matches!(self.info(&want.digest), Ok(have) if have.size == want.size) {
-                    return Ok(want.clone());
-                }
                 copy_into(&mut reader.take(want.size.saturating_add(1)), &mut writer)?;
                 if writer.written() > want.size {
                     return Err(ContentError::TooLarge {
@@ -155,6 +157,22 @@ pub trait ContentStore: Send + Sync {
             None => copy_into(&mut { reader }, &mut writer)?,
         }
         writer.commit(expected)
+    }
+
+    /// Re-reads a stored blob and checks it still hashes to the digest it is stored under
+    /// (bit rot, or a file changed behind the store's back).
+    fn verify(&self, digest: &Digest) -> Result<Descriptor, ContentError> {
+        let mut hasher = Hasher::new();
+        io::copy(&mut self.open(digest)?, &mut hasher).map_err(ContentError::Read)?;
+        let size = hasher.len();
+        let actual = hasher.finish();
+        if actual != *digest {
+            return Err(ContentError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(Descriptor::new(actual, size))
     }
 
     /// Sum of the sizes of every stored blob.
