@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use rbuild_cache::{ContentStore, Descriptor, Digest, PruneOptions, Store, TagRecord};
+use rbuild_cache::{ContentStore, Descriptor, Digest, MetaError, PruneOptions, Store, TagRecord};
 
 const ROLE: &str = "RBUILD_CACHE_TEST_ROLE";
 const COUNTER: &[u8] = b"test/counter";
@@ -88,7 +88,7 @@ fn killed_writer() {
 /// before the commit.
 fn killed_in_transaction() {
     let store = Store::open(Path::new(&arg(1))).unwrap();
-    let _: Result<(), _> = store.meta().write(|tx| {
+    let _: Result<(), MetaError> = store.meta().write(|tx| {
         for i in 0..100 {
             tx.put_tag(
                 &format!("doomed:{i}"),

@@ -107,7 +107,7 @@ impl Meta {
             tx.tx.open_table(LEASES)?;
             tx.tx.open_table(CACHE_INDEX)?;
             tx.tx.open_multimap_table(REFS)?;
-            Ok(())
+            Ok::<_, MetaError>(())
         })?;
         Ok(meta)
     }
@@ -117,17 +117,19 @@ impl Meta {
     }
 
     /// Runs `f` in one write transaction, committed only if `f` returns `Ok`.
-    pub fn write<T>(
+    ///
+    /// `f` may fail with the caller's own error type, so several steps of a higher-level
+    /// operation (an import, a tag move) can share one transaction.
+    pub fn write<T, E: From<MetaError>>(
         &self,
-        f: impl FnOnce(&mut MetaTxn) -> Result<T, MetaError>,
-    ) -> Result<T, MetaError> {
-        let _lock = LockGuard::acquire(&self.lock_path, LockMode::Exclusive)?;
-        let db = self.open_db()?;
+        f: impl FnOnce(&mut MetaTxn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let (_lock, db) = self.lock_and_open()?;
         let mut tx = MetaTxn {
-            tx: db.begin_write()?,
+            tx: db.begin_write().map_err(MetaError::from)?,
         };
         let out = f(&mut tx)?;
-        tx.tx.commit()?;
+        tx.tx.commit().map_err(MetaError::from)?;
         Ok(out)
     }
 
@@ -135,18 +137,25 @@ impl Meta {
     ///
     /// Reads use a write transaction too: this process owns the database exclusively while
     /// the lock is held, so a separate read path would buy nothing.
-    pub fn read<T>(
+    pub fn read<T, E: From<MetaError>>(
         &self,
-        f: impl FnOnce(&MetaTxn) -> Result<T, MetaError>,
-    ) -> Result<T, MetaError> {
-        let _lock = LockGuard::acquire(&self.lock_path, LockMode::Exclusive)?;
-        let db = self.open_db()?;
+        f: impl FnOnce(&MetaTxn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let (_lock, db) = self.lock_and_open()?;
         let tx = MetaTxn {
-            tx: db.begin_write()?,
+            tx: db.begin_write().map_err(MetaError::from)?,
         };
         let out = f(&tx)?;
-        tx.tx.abort()?;
+        tx.tx.abort().map_err(MetaError::from)?;
         Ok(out)
+    }
+
+    /// Callers bind the result as `let (_lock, db)`: locals drop in reverse order, so the
+    /// database is closed before the lock is released.
+    fn lock_and_open(&self) -> Result<(LockGuard, Database), MetaError> {
+        let lock = LockGuard::acquire(&self.lock_path, LockMode::Exclusive)?;
+        let db = self.open_db()?;
+        Ok((lock, db))
     }
 
     fn open_db(&self) -> Result<Database, MetaError> {

@@ -159,3 +159,35 @@ fn garbage_database_file_is_an_open_error() {
     let err = Meta::open(&db, &dir.path().join("meta.lock")).unwrap_err();
     assert!(matches!(err, MetaError::Open { .. }), "{err:?}");
 }
+
+#[derive(Debug)]
+enum CallerError {
+    Meta(MetaError),
+    Refused,
+}
+
+impl From<MetaError> for CallerError {
+    fn from(e: MetaError) -> CallerError {
+        CallerError::Meta(e)
+    }
+}
+
+#[test]
+fn write_accepts_caller_error_types_and_rolls_back_on_them() {
+    let (meta, _dir) = meta();
+    let result = meta.write(|tx| {
+        tx.put_tag("a:1", &TagRecord::now(d("a")))?;
+        Err::<(), _>(CallerError::Refused)
+    });
+    assert!(matches!(result, Err(CallerError::Refused)));
+    let read: Result<_, CallerError> = meta.read(|tx| Ok(tx.get_tag("a:1")?));
+    assert!(read.unwrap().is_none());
+    let failed: Result<(), CallerError> = meta.write(|tx| {
+        tx.add_refs(&RefOwner::Lease("none".into()), &BTreeSet::new())?;
+        Ok(())
+    });
+    assert!(matches!(
+        failed,
+        Err(CallerError::Meta(MetaError::LeaseNotFound(_)))
+    ));
+}

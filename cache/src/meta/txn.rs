@@ -13,7 +13,7 @@ use crate::digest::Digest;
 /// A cache-index key and value.
 pub type CacheEntry = (Vec<u8>, Vec<u8>);
 
-/// One transaction on the metadata database; see [`Meta::write`] and [`Meta::read`].
+/// One transaction on the metadata database; see [`Meta::write`](super::Meta::write) and [`Meta::read`](super::Meta::read).
 pub struct MetaTxn {
     pub(super) tx: WriteTransaction,
 }
