@@ -1,0 +1,77 @@
+//! `rbuild check`: parse, lower and lint a Dockerfile without building it, collecting every
+//! finding with its location so the CLI can render it.
+
+use rbuild_parser::ast::Span;
+
+use crate::lint::{self, CheckDirective};
+use crate::{BuildOptions, ImageResolver, Warning};
+
+/// A fatal finding: the Dockerfile cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckError {
+    pub message: String,
+    pub span: Option<Span>,
+}
+
+/// Everything `rbuild check` found.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    pub errors: Vec<CheckError>,
+    /// Warnings left after the `# check=skip=` directive, in file order.
+    pub warnings: Vec<Warning>,
+    /// `# check=error=true`: warnings fail the check.
+    pub warnings_are_errors: bool,
+}
+
+impl CheckReport {
+    /// True when the Dockerfile passes the check.
+    pub fn passed(&self) -> bool {
+        self.errors.is_empty() && !(self.warnings_are_errors && !self.warnings.is_empty())
+    }
+}
+
+/// Parses, lints and lowers `source`. Base images come from `resolver`; an image it cannot
+/// resolve is no error (the graph keeps an unresolved source).
+pub fn check(source: &str, opts: &BuildOptions, resolver: &dyn ImageResolver) -> CheckReport {
+    let mut report = CheckReport::default();
+    let df = match rbuild_parser::parse(source) {
+        Ok(df) => df,
+        Err(e) => {
+            report.errors.push(CheckError {
+                message: e.message.clone(),
+                span: Some(e.span),
+            });
+            return report;
+        }
+    };
+    let directive = CheckDirective::from_dockerfile(&df);
+    let mut warnings = lint::lint(&df);
+    match crate::lower(&df, opts, resolver) {
+        Ok(lowered) => {
+            warnings.extend(lowered.warnings.iter().cloned());
+            if opts.target.is_some() {
+                for stage in lowered.stages.iter().filter(|s| !s.reachable) {
+                    warnings.push(Warning {
+                        rule: "UnreachableStage",
+                        message: format!(
+                            "Stage {} is not reached by target {:?} and will not be built",
+                            stage.describe(),
+                            opts.target.as_deref().unwrap_or_default()
+                        ),
+                        span: stage.span,
+                    });
+                }
+            }
+        }
+        Err(e) => report.errors.push(CheckError {
+            message: e.to_string(),
+            span: e.span(),
+        }),
+    }
+    warnings.retain(|w| !directive.skips(w.rule));
+    warnings.sort_by_key(|w| (w.span.line, w.span.col));
+    warnings.dedup();
+    report.warnings = warnings;
+    report.warnings_are_errors = directive.error;
+    report
+}
