@@ -6,3 +6,4 @@
 //! stage's variables, because it shares the escape-character rules with the parser.
 
 pub mod ast;
+pub mod shell;
