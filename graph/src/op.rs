@@ -249,14 +249,8 @@ pub struct CopyAction {
     pub chmod: Option<String>,
     /// `--exclude` patterns.
     pub exclude: Vec<String>,
-    /// `ADD`: extract local tar archives.
-    pub unpack: bool,
     /// `--parents`: keep the source's directory structure below its pivot.
     pub parents: bool,
-    pub follow_symlinks: bool,
-    pub dir_contents_only: bool,
-    pub allow_wildcard: bool,
-    pub allow_empty_wildcard: bool,
     pub create_dest_path: bool,
 }
 
@@ -271,6 +265,14 @@ pub struct CopySource {
     pub include_patterns: Vec<String>,
     /// Paths that must exist.
     pub required_paths: Vec<String>,
+    /// `ADD`: extract a tar archive instead of copying it.
+    pub unpack: bool,
+    pub follow_symlinks: bool,
+    /// Copy a directory's contents, not the directory itself.
+    pub dir_contents_only: bool,
+    pub allow_wildcard: bool,
+    /// A wildcard that matches nothing is not an error.
+    pub allow_empty_wildcard: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
