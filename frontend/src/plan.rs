@@ -57,7 +57,6 @@ impl Cmd<'_> {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Stage<'a> {
-    pub index: usize,
     pub name: Option<String>,
     pub from_span: Span,
     /// The base as written after expansion.
@@ -288,15 +287,13 @@ impl<'a> Plan<'a> {
                         });
                     }
                     let parsed: Platform =
-                        value
-                            .parse()
-                            .map_err(|e: rbuild_graph::PlatformError| {
-                                FrontendError::InvalidPlatform {
-                                    value: p.text.clone(),
-                                    reason: e.to_string(),
-                                    span: ins.span,
-                                }
-                            })?;
+                        value.parse().map_err(|e: rbuild_graph::PlatformError| {
+                            FrontendError::InvalidPlatform {
+                                value: p.text.clone(),
+                                reason: e.to_string(),
+                                span: ins.span,
+                            }
+                        })?;
                     Some(parsed)
                 }
             };
@@ -306,7 +303,6 @@ impl<'a> Plan<'a> {
             };
             let name = names[index].clone();
             plan.stages.push(Stage {
-                index,
                 name: name.clone(),
                 from_span: ins.span,
                 base_text,
@@ -649,11 +645,12 @@ fn image_base(text: &str, span: Span) -> Result<Base, FrontendError> {
     if text == "scratch" {
         return Ok(Base::Scratch);
     }
-    let r = Reference::parse_normalized(text).map_err(|source| FrontendError::InvalidReference {
-        name: text.to_string(),
-        span,
-        source,
-    })?;
+    let r =
+        Reference::parse_normalized(text).map_err(|source| FrontendError::InvalidReference {
+            name: text.to_string(),
+            span,
+            source,
+        })?;
     Ok(Base::Image(r.to_string()))
 }
 

@@ -30,7 +30,9 @@ impl Reference {
     /// Parses `s` and fills in Docker Hub defaults; adds `:latest` when neither tag nor
     /// digest is given.
     pub fn parse_normalized(s: &str) -> Result<Reference, ReferenceError> {
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         {
             return Err(ReferenceError::HexName(s.to_string()));
         }
@@ -128,7 +130,9 @@ fn valid_domain(d: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -213,7 +217,10 @@ mod tests {
         assert_eq!(norm("localhost:5000/app"), "localhost:5000/app:latest");
         assert_eq!(norm("localhost/app"), "localhost/app:latest");
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(norm(&format!("alpine@{d}")), format!("docker.io/library/alpine@{d}"));
+        assert_eq!(
+            norm(&format!("alpine@{d}")),
+            format!("docker.io/library/alpine@{d}")
+        );
         assert_eq!(
             norm(&format!("alpine:3@{d}")),
             format!("docker.io/library/alpine:3@{d}")
@@ -226,7 +233,15 @@ mod tests {
             Reference::parse_normalized("Alpine"),
             Err(ReferenceError::Uppercase("library/Alpine".into()))
         );
-        for bad in ["", "a b", "alpine:", "alpine::1", "-x", "alpine@sha256:12", "a//b"] {
+        for bad in [
+            "",
+            "a b",
+            "alpine:",
+            "alpine::1",
+            "-x",
+            "alpine@sha256:12",
+            "a//b",
+        ] {
             assert!(Reference::parse_normalized(bad).is_err(), "{bad}");
         }
         assert!(matches!(

@@ -112,9 +112,7 @@ pub fn check_chmod(v: &str) -> Result<(), String> {
             let rest = &clause[who_len..];
             !rest.is_empty()
                 && rest.starts_with(['+', '-', '='])
-                && rest
-                    .bytes()
-                    .all(|b| b"+-=rwxXstugo".contains(&b))
+                && rest.bytes().all(|b| b"+-=rwxXstugo".contains(&b))
         });
     if symbolic_ok {
         Ok(())
@@ -166,11 +164,17 @@ pub fn parse_ports(specs: &[String]) -> Result<Vec<String>, String> {
         };
         let (port, proto) = container.split_once('/').unwrap_or((container, ""));
         if port.is_empty() {
-            return Err(format!("invalid port: {}: no port specified", go_quote(raw)));
+            return Err(format!(
+                "invalid port: {}: no port specified",
+                go_quote(raw)
+            ));
         }
         let proto = if proto.is_empty() { "tcp" } else { proto }.to_ascii_lowercase();
         if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-            return Err(format!("invalid port: {}: invalid proto: {proto}", go_quote(raw)));
+            return Err(format!(
+                "invalid port: {}: invalid proto: {proto}",
+                go_quote(raw)
+            ));
         }
         let ip = ip.trim_start_matches('[').trim_end_matches(']');
         if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
@@ -276,8 +280,16 @@ mod tests {
         assert!(check_chmod("7777").is_ok());
         assert!(check_chmod("u+x,go-w").is_ok());
         assert!(check_chmod("a=rX").is_ok());
-        assert!(check_chmod("17777").unwrap_err().contains("between 0 and 07777"));
-        assert!(check_chmod("0789").unwrap_err().contains("between 0 and 07777"));
+        assert!(
+            check_chmod("17777")
+                .unwrap_err()
+                .contains("between 0 and 07777")
+        );
+        assert!(
+            check_chmod("0789")
+                .unwrap_err()
+                .contains("between 0 and 07777")
+        );
         assert!(check_chmod("rwx").is_err());
     }
 
@@ -296,7 +308,10 @@ mod tests {
         let p = |v: &[&str]| parse_ports(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(p(&["80"]).unwrap(), ["80/tcp"]);
         assert_eq!(p(&["53/UDP"]).unwrap(), ["53/udp"]);
-        assert_eq!(p(&["8000-8002/tcp"]).unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert_eq!(
+            p(&["8000-8002/tcp"]).unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
         assert_eq!(p(&["127.0.0.1:80:8080"]).unwrap(), ["8080/tcp"]);
         assert!(p(&["/tcp"]).unwrap_err().contains("no port specified"));
         assert!(p(&["80/xyz"]).unwrap_err().contains("invalid proto"));

@@ -161,7 +161,10 @@ impl Lowerer<'_> {
                     CommandLine::Shell(w) => vec!["CMD-SHELL".into(), w.text.clone()],
                 };
                 if test.len() < 2 || test[1..].iter().all(String::is_empty) {
-                    return Err(FrontendError::at(span, "Missing command after HEALTHCHECK CMD"));
+                    return Err(FrontendError::at(
+                        span,
+                        "Missing command after HEALTHCHECK CMD",
+                    ));
                 }
                 let retries = match retries {
                     None => 0,
@@ -278,7 +281,10 @@ impl Lowerer<'_> {
         let span = cmd.ins.span;
         let path = self.expand(st, &w.text, span)?;
         if path.is_empty() {
-            return Err(FrontendError::at(span, "WORKDIR requires exactly one argument"));
+            return Err(FrontendError::at(
+                span,
+                "WORKDIR requires exactly one argument",
+            ));
         }
         let wd = normalize_path(&st.image.config.working_dir, &path, false);
         st.image.config.working_dir = wd.clone();

@@ -156,7 +156,10 @@ impl Lowerer<'_> {
         }
         if let Some(sum) = &checksum {
             if !is_add {
-                return Err(FrontendError::at(span, "checksum can't be specified for COPY"));
+                return Err(FrontendError::at(
+                    span,
+                    "checksum can't be specified for COPY",
+                ));
             }
             if paths.len() + docs.len() != 1 {
                 return Err(FrontendError::at(
@@ -172,7 +175,10 @@ impl Lowerer<'_> {
                 ));
             }
             if is_http(src) && !valid_digest(sum) {
-                return Err(FrontendError::at(span, format!("invalid checksum digest format: {sum}")));
+                return Err(FrontendError::at(
+                    span,
+                    format!("invalid checksum digest format: {sum}"),
+                ));
             }
         }
 
@@ -213,7 +219,10 @@ impl Lowerer<'_> {
             message.push_str(src);
             if let Some(g) = git_ref(src) {
                 if !is_add {
-                    return Err(FrontendError::at(span, "source can't be a git ref for COPY"));
+                    return Err(FrontendError::at(
+                        span,
+                        "source can't be a git ref for COPY",
+                    ));
                 }
                 let op = Op::Source(SourceOp::Git(GitSource {
                     remote: g.remote.clone(),
@@ -222,7 +231,13 @@ impl Lowerer<'_> {
                     keep_git_dir: keep_git_dir.unwrap_or(false),
                     checksum: checksum.clone(),
                 }));
-                let d = self.add(op, vec![], format!("git {}", g.remote), Some(st), Some(span))?;
+                let d = self.add(
+                    op,
+                    vec![],
+                    format!("git {}", g.remote),
+                    Some(st),
+                    Some(span),
+                )?;
                 sources.push(plain_source(push_input(&mut inputs, d), "/", false));
             } else if is_http(src) {
                 if !is_add {
@@ -283,13 +298,13 @@ impl Lowerer<'_> {
             let data = if doc.expand {
                 let mut lexer = Lexer::new('\\');
                 lexer.skip_process_quotes = true;
-                let r = lexer
-                    .process_word(&doc.content, &st.env)
-                    .map_err(|e| FrontendError::Expand {
+                let r = lexer.process_word(&doc.content, &st.env).map_err(|e| {
+                    FrontendError::Expand {
                         word: doc.content.clone(),
                         span,
                         source: e,
-                    })?;
+                    }
+                })?;
                 self.report_unmatched(st, &r.unmatched, span);
                 r.value
             } else {

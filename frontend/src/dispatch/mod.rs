@@ -160,7 +160,7 @@ impl<'a> Lowerer<'a> {
                     .map_err(|e| FrontendError::at(stage.from_span, e.to_string()))?;
             }
             let base = match &stage.base {
-                Base::Stage(b) => self.plan.stage_label(*b),
+                Base::Stage(_) => stage.base_text.clone(),
                 Base::Scratch => "scratch".into(),
                 Base::Image(r) => r.clone(),
             };
@@ -248,7 +248,13 @@ impl<'a> Lowerer<'a> {
             include: vec![],
             exclude: self.opts.context_excludes.clone(),
         }));
-        let d = self.add(op, vec![], "[internal] load build context".into(), None, None)?;
+        let d = self.add(
+            op,
+            vec![],
+            "[internal] load build context".into(),
+            None,
+            None,
+        )?;
         self.context = Some(d.clone());
         Ok(d)
     }
@@ -276,7 +282,10 @@ impl<'a> Lowerer<'a> {
             _ => reference.clone(),
         };
         let (description, st) = match description_prefix {
-            Some(st) => (self.describe(st, &format!("FROM {shown}"), false), Some(&*st)),
+            Some(st) => (
+                self.describe(st, &format!("FROM {shown}"), false),
+                Some(&*st),
+            ),
             None => (format!("FROM {shown}"), None),
         };
         let op = Op::Source(SourceOp::Image(rbuild_graph::ImageSource {
@@ -407,8 +416,7 @@ impl<'a> Lowerer<'a> {
             crate::plan::set_var(&mut st.env, k, v);
         }
         if !st.image.config.working_dir.is_empty() {
-            st.cwd =
-                crate::values::normalize_path(&st.cwd, &st.image.config.working_dir, false);
+            st.cwd = crate::values::normalize_path(&st.cwd, &st.image.config.working_dir, false);
         }
         st.user = st.image.config.user.clone();
         Ok(st)
@@ -426,10 +434,7 @@ impl<'a> Lowerer<'a> {
             out.push_str(&st.prefix_name);
             out.push(' ');
         }
-        out.push_str(&format!(
-            "{:>width$}/{}] ",
-            st.cmd_index, st.cmd_total
-        ));
+        out.push_str(&format!("{:>width$}/{}] ", st.cmd_index, st.cmd_total));
         if on_build {
             out.push_str("ONBUILD ");
         }
@@ -454,12 +459,7 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Expands one word with the stage's variables; reports undefined ones.
-    fn expand(
-        &mut self,
-        st: &StageState,
-        word: &str,
-        span: Span,
-    ) -> Result<String, FrontendError> {
+    fn expand(&mut self, st: &StageState, word: &str, span: Span) -> Result<String, FrontendError> {
         let r = self
             .lexer
             .process_word(word, &st.env)
@@ -557,7 +557,11 @@ impl<'a> Lowerer<'a> {
             Command::Shell(words) => {
                 let shell: Vec<String> = words.iter().map(|w| w.text.clone()).collect();
                 st.image.config.shell = shell.clone();
-                self.history(st, format!("SHELL {}", crate::values::go_list(&shell)), false);
+                self.history(
+                    st,
+                    format!("SHELL {}", crate::values::go_list(&shell)),
+                    false,
+                );
                 Ok(())
             }
             Command::Onbuild(inner) => {

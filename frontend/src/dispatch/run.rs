@@ -286,9 +286,10 @@ impl Lowerer<'_> {
             m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
         }
         if m.kind == MountType::Secret {
-            let has_from = fields
-                .iter()
-                .any(|f| f.split_once('=').is_some_and(|(k, _)| k.eq_ignore_ascii_case("from")));
+            let has_from = fields.iter().any(|f| {
+                f.split_once('=')
+                    .is_some_and(|(k, _)| k.eq_ignore_ascii_case("from"))
+            });
             if has_from {
                 return Err(err("secret mount should not have a from".into()));
             }
@@ -330,7 +331,11 @@ impl Lowerer<'_> {
             let kind = match m.kind {
                 MountType::Tmpfs => MountKind::Tmpfs { size: m.size },
                 MountType::Secret => {
-                    let id = if m.source.is_empty() { m.id.clone() } else { m.source.clone() };
+                    let id = if m.source.is_empty() {
+                        m.id.clone()
+                    } else {
+                        m.source.clone()
+                    };
                     let id = if id.is_empty() {
                         if m.target.is_empty() {
                             return Err(FrontendError::at(span, "one of source, target required"));
@@ -360,7 +365,11 @@ impl Lowerer<'_> {
                     }
                     ssh_count += 1;
                     MountKind::Ssh {
-                        id: if m.id.is_empty() { "default".into() } else { m.id.clone() },
+                        id: if m.id.is_empty() {
+                            "default".into()
+                        } else {
+                            m.id.clone()
+                        },
                         required: m.required,
                         uid: m.uid.unwrap_or(0),
                         gid: m.gid.unwrap_or(0),
@@ -394,7 +403,11 @@ impl Lowerer<'_> {
                         }
                     } else {
                         MountKind::Cache {
-                            id: if m.id.is_empty() { clean(&m.target) } else { m.id.clone() },
+                            id: if m.id.is_empty() {
+                                clean(&m.target)
+                            } else {
+                                m.id.clone()
+                            },
                             sharing: m.sharing.unwrap_or_default(),
                             input,
                             source,
@@ -461,7 +474,10 @@ impl Lowerer<'_> {
             if args.len() != 1 || !prepend_shell {
                 return Err(FrontendError::at(
                     span,
-                    format!("parsing produced an invalid run command: {}", go_list(&args)),
+                    format!(
+                        "parsing produced an invalid run command: {}",
+                        go_list(&args)
+                    ),
                 ));
             }
             if is_heredoc_word(&args[0]) {
