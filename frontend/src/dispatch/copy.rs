@@ -13,7 +13,7 @@ use super::{Lowerer, StageState};
 use crate::error::FrontendError;
 use crate::plan::Cmd;
 use crate::reference::valid_digest;
-use crate::values::{check_chmod, normalize_path};
+use crate::values::{check_chmod, clean, normalize_path};
 
 /// A git source written in a `ADD` (`git@host:repo`, `https://host/repo.git#ref:dir`).
 struct GitRef {
@@ -271,11 +271,7 @@ impl Lowerer<'_> {
                     };
                     let pattern = normalize_path("/", &pattern, false);
                     if !contains_wildcards(&pivot) && !contains_wildcards(&pattern) {
-                        required.push(normalize_path(
-                            "/",
-                            &format!("{}/{}", pivot.trim_end_matches('/'), pattern),
-                            false,
-                        ));
+                        required.push(clean(&format!("/{pivot}/{pattern}")));
                     }
                     include.push(pattern.trim_start_matches('/').to_string());
                     path = pivot;

@@ -387,6 +387,8 @@ impl<'a> Lowerer<'a> {
                     Base::Image(reference) => {
                         if let Some(r) = &stage.resolved {
                             st.image = r.config.clone();
+                            // The triggers ran as this stage's first commands.
+                            st.image.config.on_build.clear();
                             if st.image.os.is_empty() {
                                 st.image.os = platform.os.clone();
                                 st.image.architecture = platform.architecture.clone();
