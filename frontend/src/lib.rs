@@ -18,10 +18,11 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use rbuild_graph::{Digest, Graph, ImageConfig, Platform};
+use rbuild_graph::{Digest, Graph, ImageConfig};
 use rbuild_parser::ast::{Dockerfile, Span};
 
 pub use error::FrontendError;
+pub use rbuild_graph::Platform;
 pub use reference::{Reference, ReferenceError};
 pub use resolver::{ImageResolver, MemoryResolver, NoopResolver, ResolveError, ResolvedImage};
 
@@ -92,6 +93,46 @@ pub struct Lowered {
     pub config: ImageConfig,
     /// Findings in file order.
     pub warnings: Vec<Warning>,
+}
+
+impl Lowered {
+    /// Everything for tools (`rbuild graph --format json`): stages, target, warnings, the
+    /// final image config and the graph. Stable: same input, same text.
+    pub fn to_json(&self) -> serde_json::Value {
+        let stages: Vec<serde_json::Value> = self
+            .stages
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "index": s.index,
+                    "name": s.name,
+                    "base": s.base,
+                    "reachable": s.reachable,
+                    "output": s.output,
+                    "line": s.span.line,
+                })
+            })
+            .collect();
+        let warnings: Vec<serde_json::Value> = self
+            .warnings
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "rule": w.rule,
+                    "message": w.message,
+                    "line": w.span.line,
+                    "col": w.span.col,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "stages": stages,
+            "target": self.target,
+            "warnings": warnings,
+            "config": self.config,
+            "graph": self.graph.to_json(),
+        })
+    }
 }
 
 /// Lowers `df` to a build graph. Base-image configs come from `resolver`; an image it

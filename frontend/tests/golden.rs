@@ -73,25 +73,7 @@ fn render(case: &Path) -> String {
                 "line": e.span().map(|s| s.line),
                 "col": e.span().map(|s| s.col),
             }}),
-            Ok(l) => json!({
-                "stages": l.stages.iter().map(|s| json!({
-                    "index": s.index,
-                    "name": s.name,
-                    "base": s.base,
-                    "reachable": s.reachable,
-                    "output": s.output,
-                    "line": s.span.line,
-                })).collect::<Vec<_>>(),
-                "target": l.target,
-                "warnings": l.warnings.iter().map(|w| json!({
-                    "rule": w.rule,
-                    "message": w.message,
-                    "line": w.span.line,
-                    "col": w.span.col,
-                })).collect::<Vec<_>>(),
-                "config": l.config,
-                "graph": l.graph.to_json(),
-            }),
+            Ok(l) => l.to_json(),
         },
     };
     let mut out = serde_json::to_string_pretty(&value).unwrap();

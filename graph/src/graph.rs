@@ -236,7 +236,7 @@ impl Graph {
                 let _ = writeln!(
                     out,
                     "{indent}\"{}\" [label=\"{}\\n{}\"];",
-                    v.digest.short(),
+                    v.digest.hex(),
                     dot_escape(&truncate(&label, 80)),
                     v.digest.short()
                 );
@@ -247,11 +247,11 @@ impl Graph {
         }
         for v in &self.vertices {
             for input in &v.inputs {
-                let _ = writeln!(out, "  \"{}\" -> \"{}\";", input.short(), v.digest.short());
+                let _ = writeln!(out, "  \"{}\" -> \"{}\";", input.hex(), v.digest.hex());
             }
         }
         if let Some(t) = &self.target {
-            let _ = writeln!(out, "  \"{}\" [penwidth=2];", t.short());
+            let _ = writeln!(out, "  \"{}\" [penwidth=2];", t.hex());
         }
         out.push_str("}\n");
         out

@@ -215,7 +215,7 @@ fn dot_has_clusters_and_edges() {
     assert!(dot.starts_with("digraph rbuild {"));
     assert!(dot.contains("subgraph cluster_0 {"));
     assert!(dot.contains("label=\"build\";"));
-    assert!(dot.contains(&format!("\"{}\" -> \"{}\";", base.short(), r.short())));
+    assert!(dot.contains(&format!("\"{}\" -> \"{}\";", base.hex(), r.hex())));
     assert!(dot.contains("FROM \\\"alpine\\\""));
     assert_eq!(dot.matches('{').count(), dot.matches('}').count());
 }
