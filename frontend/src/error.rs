@@ -8,6 +8,9 @@ use crate::resolver::ResolveError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontendError {
+    /// The Dockerfile does not parse ([`crate::lower_source`] only).
+    #[error("{message}")]
+    Parse { message: String, span: Span },
     #[error("dockerfile contains no stages to build")]
     NoStages,
     #[error("no build stage in current context")]
@@ -70,7 +73,8 @@ impl FrontendError {
         use FrontendError::*;
         match self {
             NoStages | UnknownTarget(_) => None,
-            NoBuildStage { span }
+            Parse { span, .. }
+            | NoBuildStage { span }
             | DuplicateStage { span, .. }
             | InvalidStageName { span, .. }
             | Expand { span, .. }

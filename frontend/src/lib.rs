@@ -147,6 +147,19 @@ pub fn lower(
     dispatch::Lowerer::new(df, opts, plan).run()
 }
 
+/// Parses `source` and lowers it: [`lower`] for callers that hold the text.
+pub fn lower_source(
+    source: &str,
+    opts: &BuildOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<Lowered, FrontendError> {
+    let df = rbuild_parser::parse(source).map_err(|e| FrontendError::Parse {
+        message: e.message,
+        span: e.span,
+    })?;
+    lower(&df, opts, resolver)
+}
+
 /// Reads `.dockerignore` text into patterns: comments and blank lines dropped, each
 /// pattern trimmed and cleaned (a leading `!` kept), as moby's `ignorefile.ReadAll`.
 pub fn parse_dockerignore(text: &str) -> Vec<String> {

@@ -697,3 +697,84 @@ fn dockerignore_patterns() {
     );
     assert_eq!(p, ["node_modules", "dist", "!dist/keep.txt", "*.log", "b"]);
 }
+
+#[test]
+fn parser_warnings_and_errors_come_through() {
+    let l = lower_source(
+        "FROM alpine\nRUN echo a \\\n\n  b\n",
+        &BuildOptions::default(),
+        &NoopResolver,
+    )
+    .unwrap();
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert_eq!(l.warnings[0].rule, "NoEmptyContinuation");
+    let e = lower_source(
+        "FROM alpine\nCOPY --bogus=1 a b\n",
+        &BuildOptions::default(),
+        &NoopResolver,
+    )
+    .unwrap_err();
+    assert!(matches!(e, FrontendError::Parse { .. }));
+    assert_eq!(e.span().unwrap().line, 2);
+}
+
+#[test]
+fn mount_options() {
+    let l = lower_ok(
+        "FROM alpine\nWORKDIR /w\nRUN --mount=type=tmpfs,target=t,size=1.5g --mount=type=cache,target=/c,ro=true,mode=0700 true\n",
+    );
+    let e = exec_by_cmd(&l, "true");
+    assert_eq!(e.mounts[0].target, "/w/t");
+    assert_eq!(
+        e.mounts[0].kind,
+        rbuild_graph::MountKind::Tmpfs {
+            size: Some(1_610_612_736)
+        }
+    );
+    match &e.mounts[1].kind {
+        rbuild_graph::MountKind::Cache {
+            id, readonly, mode, ..
+        } => {
+            assert_eq!(id, "/c");
+            assert!(*readonly);
+            assert_eq!(*mode, Some(0o700));
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = [
+        (
+            "type=bind,target=/x,mode=0700",
+            "mode not allowed for \"bind\" type mounts",
+        ),
+        (
+            "type=cache,target=/x,bogus=1",
+            "unexpected key 'bogus' in 'bogus=1'",
+        ),
+        (
+            "type=cache,target=/x,nonsense",
+            "invalid field 'nonsense' must be a key=value pair",
+        ),
+        (
+            "type=bind,target=/x,required",
+            "unexpected key 'required' for mount type 'bind'",
+        ),
+        (
+            "type=secret,target=/s,sharing=shared",
+            "secret mount should not define sharing",
+        ),
+        ("type=bind,target=/", "invalid mount target \"/\""),
+        (
+            "type=tmpfs,target=/t,size=lots",
+            "invalid value for size: lots",
+        ),
+        ("type=nfs,target=/t", "unsupported mount type \"nfs\""),
+    ];
+    for (mount, want) in bad {
+        let e = lower_err(
+            &format!("FROM alpine\nRUN --mount={mount} true\n"),
+            &BuildOptions::default(),
+        );
+        assert_eq!(e.to_string(), want, "{mount}");
+        assert_eq!(e.span().unwrap().line, 2);
+    }
+}

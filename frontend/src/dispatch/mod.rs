@@ -48,6 +48,8 @@ pub(crate) struct StageState {
 
 pub(crate) struct Lowerer<'a> {
     opts: &'a BuildOptions,
+    /// The parser's findings, reported with ours.
+    parse_warnings: &'a [rbuild_parser::ast::ParseWarning],
     plan: Plan<'a>,
     graph: Graph,
     lexer: Lexer,
@@ -109,10 +111,11 @@ fn uppercase_cmd(s: &str) -> String {
 }
 
 impl<'a> Lowerer<'a> {
-    pub fn new(_df: &'a Dockerfile, opts: &'a BuildOptions, plan: Plan<'a>) -> Lowerer<'a> {
+    pub fn new(df: &'a Dockerfile, opts: &'a BuildOptions, plan: Plan<'a>) -> Lowerer<'a> {
         let lexer = plan.lexer.clone();
         Lowerer {
             opts,
+            parse_warnings: &df.warnings,
             states: vec![None; plan.stages.len()],
             plan,
             graph: Graph::new(),
@@ -192,7 +195,16 @@ impl<'a> Lowerer<'a> {
             config.variant = tp.variant.clone();
         }
 
-        let mut warnings = std::mem::take(&mut self.plan.warnings);
+        let mut warnings: Vec<Warning> = self
+            .parse_warnings
+            .iter()
+            .map(|w| Warning {
+                rule: w.rule,
+                message: w.message.clone(),
+                span: w.span,
+            })
+            .collect();
+        warnings.append(&mut self.plan.warnings);
         warnings.append(&mut self.warnings);
         warnings.sort_by_key(|w| (w.span.line, w.span.col));
         warnings.dedup();
