@@ -382,6 +382,7 @@ impl<'a> Lowerer<'a> {
             }
             base => {
                 let mut st = StageState {
+                    // Replaced below, once the FROM description has taken step 1.
                     root: Digest::sha256(b""),
                     env: Vec::new(),
                     cwd: "/".into(),
