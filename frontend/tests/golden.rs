@@ -123,3 +123,27 @@ fn golden_output_is_deterministic() {
         assert_eq!(render(&case), render(&case), "{}", case.display());
     }
 }
+
+/// Every golden Dockerfile with one line removed, and with one line repeated, must lower
+/// or fail with an error, never panic.
+#[test]
+fn mutated_cases_never_panic() {
+    let opts = BuildOptions::default();
+    for case in cases() {
+        let source = fs::read_to_string(case.join("Dockerfile")).unwrap();
+        let lines: Vec<&str> = source.lines().collect();
+        for i in 0..lines.len() {
+            let mut removed = lines.clone();
+            removed.remove(i);
+            let mut repeated = lines.clone();
+            repeated.insert(i, lines[i]);
+            for variant in [removed, repeated] {
+                let text = variant.join("\n");
+                if let Ok(df) = rbuild_parser::parse(&text) {
+                    let resolver = resolver(&case);
+                    let _ = rbuild_frontend::lower(&df, &opts, resolver.as_ref());
+                }
+            }
+        }
+    }
+}
