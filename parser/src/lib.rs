@@ -9,6 +9,7 @@
 //! (BuildKit's parser alone, whose [`ast::Dockerfile::dump`] is BuildKit's `AST.Dump()`).
 
 pub mod ast;
+pub mod shell;
 mod dump;
 mod grammar;
 mod heredoc;
