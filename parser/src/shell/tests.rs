@@ -578,3 +578,14 @@ fn short_words_never_panic() {
         }
     }
 }
+
+#[test]
+fn nesting_is_bounded() {
+    let nest = |depth: usize| format!("{}x{}", "${A:-".repeat(depth), "}".repeat(depth));
+    let limit = super::expand::MAX_NESTING;
+    assert_eq!(word(&nest(limit), &[]), Ok("x".into()));
+    assert_eq!(word(&nest(limit + 1), &[]), Err(ShellError::TooDeep(limit)));
+    // Far deeper input fails cleanly instead of exhausting the stack.
+    assert!(word(&nest(100_000), &[]).is_err());
+    assert!(word(&"${A/".repeat(100_000), &[]).is_err());
+}
