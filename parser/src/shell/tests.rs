@@ -466,6 +466,8 @@ fn word_splitting() {
     // Blanks after `<<` stay with the heredoc marker.
     assert_eq!(words("cat << EOF", &env), ["cat", "<< EOF"]);
     assert_eq!(words("a<b", &env), ["a<b"]);
+    // Text before a `${...}` with a nested word is kept (BuildKit loses it, see module docs).
+    assert_eq!(words("x a${X:-b} c", &env), ["x", "ab", "c"]);
     assert!(Lexer::new('\\').process_words("a 'b", &env).is_err());
 }
 
