@@ -38,4 +38,7 @@ pub enum ShellError {
         /// The character after the backslash (empty when the pattern ends with it).
         escaped: String,
     },
+    /// `${...}` words nested deeper than the expander allows.
+    #[error("syntax error: substitutions nested more than {0} deep")]
+    TooDeep(usize),
 }

@@ -28,6 +28,10 @@ fn is_heredoc_blank(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r')
 }
 
+/// How deeply `${...}` words may nest. Expansion recurses per level, so the limit keeps
+/// hostile input from exhausting the stack; real Dockerfiles nest two or three levels.
+pub(crate) const MAX_NESTING: usize = 100;
+
 /// What a `processStopOn` pass gives: the text and, at top level, its fields.
 pub(crate) struct Pass {
     pub(crate) text: String,
@@ -44,6 +48,8 @@ pub(crate) struct Expander<'a> {
     raw_escapes: bool,
     pub(crate) matched: BTreeSet<String>,
     pub(crate) unmatched: BTreeSet<String>,
+    /// How many `${...}` words enclose the current position.
+    depth: usize,
 }
 
 impl<'a> Expander<'a> {
@@ -61,6 +67,7 @@ impl<'a> Expander<'a> {
             raw_escapes: lexer.raw_escapes,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            depth: 0,
         }
     }
 
@@ -403,7 +410,13 @@ impl<'a> Expander<'a> {
         raw_escapes: bool,
         at_end: ShellError,
     ) -> Result<String, ShellError> {
-        match self.pass(stop, raw_escapes, false) {
+        if self.depth >= MAX_NESTING {
+            return Err(ShellError::TooDeep(MAX_NESTING));
+        }
+        self.depth += 1;
+        let result = self.pass(stop, raw_escapes, false);
+        self.depth -= 1;
+        match result {
             Ok(pass) => Ok(pass.text),
             Err(_) if self.peek().is_none() => Err(at_end),
             Err(err) => Err(err),

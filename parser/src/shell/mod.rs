@@ -14,7 +14,10 @@
 //!   special parameters (`$1`, `$@`, `$#`...) are never set.
 //!
 //! [`Lexer::process_words`] then splits on unquoted whitespace, as BuildKit's
-//! `ProcessWords` does (used for `EXPOSE` and heredoc detection).
+//! `ProcessWords` does (used for `EXPOSE` and heredoc detection). One deliberate
+//! difference: BuildKit shares a single field buffer between a word and the words nested
+//! in its `${...}`, so there `a${X:-b}` splits as `b`, losing the `a`; here it gives `ab`,
+//! as `process_word` does.
 
 mod env;
 mod error;

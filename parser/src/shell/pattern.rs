@@ -240,3 +240,114 @@ fn template_name(s: &str) -> Option<(&str, &str)> {
         Some((name, after))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chars(s: &str) -> Vec<char> {
+        s.chars().collect()
+    }
+
+    /// BuildKit's translation of a pattern into a Go regular expression, for checking
+    /// our matcher against a leftmost-first regex engine.
+    fn to_regex(pattern: &str, greedy: bool, anchored: bool) -> regex::Regex {
+        let mut out = String::from(if anchored { "^" } else { "" });
+        for ch in pattern.chars() {
+            match ch {
+                '*' => out.push_str(if greedy { ".*" } else { ".*?" }),
+                '?' => out.push('.'),
+                other => out.push_str(&regex::escape(&other.to_string())),
+            }
+        }
+        regex::Regex::new(&out).expect("valid regex")
+    }
+
+    /// Every pattern over `a b * ?` up to 4 tokens against every text over `a b \n` up to
+    /// 3 characters and a few longer ones: same match as the regex engine (leftmost-first, like Go's).
+    #[test]
+    fn agrees_with_leftmost_first_regex() {
+        fn all(alphabet: &[char], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                    .collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let patterns = all(&['a', 'b', '*', '?'], 4);
+        let mut texts = all(&['a', 'b', '\n'], 3);
+        texts.extend(["aabbaab", "ab\nab", "bbbb", "abab"].map(String::from));
+        for pattern in &patterns {
+            for greedy in [false, true] {
+                let ours = Pattern::compile(&chars(pattern), greedy, pattern).expect("compiles");
+                let anchored = to_regex(pattern, greedy, true);
+                let floating = to_regex(pattern, greedy, false);
+                for text in &texts {
+                    let t = chars(text);
+                    let want = anchored.find(text).map(|m| text[m.end()..].to_owned());
+                    let got = ours.match_at(&t, 0, &mut HashSet::new());
+                    assert_eq!(
+                        got.map(|end| t[end..].iter().collect::<String>()),
+                        want,
+                        "prefix {pattern:?} greedy={greedy} on {text:?}"
+                    );
+                    let want = floating.find(text).map(|m| {
+                        (
+                            text[..m.start()].chars().count(),
+                            text[..m.end()].chars().count(),
+                        )
+                    });
+                    let got = ours.find_from(&t, 0, &mut HashSet::new());
+                    assert_eq!(got, want, "find {pattern:?} greedy={greedy} on {text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn replace_all_like_go() {
+        let replace = |pattern: &str, text: &str, with: &str| {
+            Pattern::compile(&chars(pattern), true, pattern)
+                .expect("compiles")
+                .replace_all(&chars(text), with)
+        };
+        // Go: regexp.MustCompile("").ReplaceAllString("abc", "-") == "-a-b-c-"
+        assert_eq!(replace("", "abc", "-"), "-a-b-c-");
+        // Go: regexp.MustCompile(".*").ReplaceAllString("abc", "-") == "-"
+        assert_eq!(replace("*", "abc", "-"), "-");
+        assert_eq!(replace("*", "", "-"), "-");
+        assert_eq!(replace("b*", "abcabc", "-"), "a-");
+        assert_eq!(replace("b?", "abcabc", "-"), "a-a-");
+        assert_eq!(replace("?", "a\nb", "-"), "-\n-");
+        assert_eq!(
+            replace("b", "abc", "[$0|${0}|$$|$1|$x|${x}|$|${|$}]"),
+            "a[b|b|$||||$|${|$}]c"
+        );
+    }
+
+    #[test]
+    fn invalid_escapes() {
+        for pattern in ["\\", "\\x", "\\\\\\", "a\\b"] {
+            assert!(
+                Pattern::compile(&chars(pattern), true, pattern).is_err(),
+                "{pattern:?}"
+            );
+        }
+        let ok = Pattern::compile(&chars("\\*\\?\\\\\\}\\/"), true, "").expect("compiles");
+        assert_eq!(
+            ok.tokens,
+            [
+                Token::Literal('*'),
+                Token::Literal('?'),
+                Token::Literal('\\'),
+                Token::Literal('}'),
+                Token::Literal('/')
+            ]
+        );
+    }
+}
