@@ -15,18 +15,35 @@ fn dockerfile(lines: usize) -> String {
     while s.lines().count() < lines {
         let _ = writeln!(s, "FROM ${{BASE}} AS stage{stage}");
         let _ = writeln!(s, "ARG VERSION=1.{stage}.0");
-        let _ = writeln!(s, "ENV APP_HOME=/opt/app{stage} PATH=/opt/app{stage}/bin:$PATH");
-        let _ = writeln!(s, "LABEL org.example.stage=\"{stage}\" org.example.version=\"${{VERSION}}\"");
+        let _ = writeln!(
+            s,
+            "ENV APP_HOME=/opt/app{stage} PATH=/opt/app{stage}/bin:$PATH"
+        );
+        let _ = writeln!(
+            s,
+            "LABEL org.example.stage=\"{stage}\" org.example.version=\"${{VERSION}}\""
+        );
         let _ = writeln!(s, "WORKDIR $APP_HOME");
         for step in 0..8 {
             let _ = writeln!(s, "RUN set -eux; \\");
             let _ = writeln!(s, "    # step {step} of stage {stage}");
             let _ = writeln!(s, "    echo building {step} > /tmp/log-{step}; \\");
-            let _ = writeln!(s, "    mkdir -p \"$APP_HOME/{step}\" && cp /tmp/log-{step} \"$APP_HOME/{step}/\"");
+            let _ = writeln!(
+                s,
+                "    mkdir -p \"$APP_HOME/{step}\" && cp /tmp/log-{step} \"$APP_HOME/{step}/\""
+            );
         }
-        let _ = writeln!(s, "RUN --mount=type=cache,target=/root/.cache <<EOF\necho heredoc {stage}\nEOF");
+        let _ = writeln!(
+            s,
+            "RUN --mount=type=cache,target=/root/.cache <<EOF\necho heredoc {stage}\nEOF"
+        );
         if stage > 0 {
-            let _ = writeln!(s, "COPY --from=stage{} --chown=1000:1000 /opt/app{} /opt/prev", stage - 1, stage - 1);
+            let _ = writeln!(
+                s,
+                "COPY --from=stage{} --chown=1000:1000 /opt/app{} /opt/prev",
+                stage - 1,
+                stage - 1
+            );
         }
         let _ = writeln!(s, "COPY --link src/ ./src/");
         let _ = writeln!(s, "EXPOSE 80{} 9000-9010/udp", stage % 10);

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "rbuild", version, about = "A daemonless Dockerfile build engine")]
+#[command(
+    name = "rbuild",
+    version,
+    about = "A daemonless Dockerfile build engine"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -92,10 +92,13 @@ fn judge(case: &str, verdict: &Verdict, out: &Output) -> Result<(), String> {
                 return Err(format!("{case}: expected reject, got exit 0:\n{stderr}"));
             }
             match line {
-                Some(n) if !stderr.contains(&format!("Dockerfile:{n}:"))
-                    && !stderr.contains(&format!("line {n}")) =>
+                Some(n)
+                    if !stderr.contains(&format!("Dockerfile:{n}:"))
+                        && !stderr.contains(&format!("line {n}")) =>
                 {
-                    Err(format!("{case}: rejected, but not naming line {n}:\n{stderr}"))
+                    Err(format!(
+                        "{case}: rejected, but not naming line {n}:\n{stderr}"
+                    ))
                 }
                 _ => Ok(()),
             }
@@ -180,7 +183,10 @@ fn check_and_graph_all(root: &Path) -> (usize, Vec<String>) {
 #[test]
 fn own_realworld_dockerfiles_check_and_lower() {
     let (count, failures) = check_and_graph_all(&workspace().join("tests/realworld"));
-    assert!(count >= 20, "expected at least 20 Dockerfiles, found {count}");
+    assert!(
+        count >= 20,
+        "expected at least 20 Dockerfiles, found {count}"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -191,6 +197,9 @@ fn fetched_public_dockerfiles_check_and_lower() {
         return;
     };
     let (count, failures) = check_and_graph_all(Path::new(&dir));
-    println!("{} of {count} public Dockerfiles pass", count - failures.len());
+    println!(
+        "{} of {count} public Dockerfiles pass",
+        count - failures.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -69,7 +69,9 @@ fn run_case(dir: &Path) -> Result<(), String> {
         let needle = lines.next().unwrap_or("").trim();
         // `-`: the error names no particular line (an unknown --target, say).
         if line != "-" && !stderr.contains(&format!("Dockerfile:{line}:")) {
-            return Err(format!("{name}: error does not name line {line}:\n{stderr}"));
+            return Err(format!(
+                "{name}: error does not name line {line}:\n{stderr}"
+            ));
         }
         if !stderr.contains(needle) {
             return Err(format!("{name}: error lacks {needle:?}:\n{stderr}"));
@@ -98,7 +100,11 @@ fn run_case(dir: &Path) -> Result<(), String> {
 #[test]
 fn golden_cases() {
     let cases = cases();
-    assert!(cases.len() >= 60, "expected at least 60 cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 60,
+        "expected at least 60 cases, found {}",
+        cases.len()
+    );
     let failures: Vec<String> = cases.iter().filter_map(|d| run_case(d).err()).collect();
     assert!(
         failures.is_empty(),

@@ -1,7 +1,7 @@
 //! `rbuild check`: parse, lower and lint a Dockerfile without building it, collecting every
 //! finding with its location so the CLI can render it.
 
-use rbuild_parser::ast::Span;
+use rbuild_parser::ast::{Dockerfile, Span};
 
 use crate::lint::{self, CheckDirective};
 use crate::{BuildOptions, ImageResolver, Warning};
@@ -30,17 +30,29 @@ impl CheckReport {
     }
 }
 
+/// Parses a Dockerfile as the front end does: BuildKit refuses an empty file before
+/// parsing it, with a message of its own.
+pub fn parse(source: &str) -> Result<Dockerfile, CheckError> {
+    if source.is_empty() {
+        return Err(CheckError {
+            message: "the Dockerfile cannot be empty".into(),
+            span: None,
+        });
+    }
+    rbuild_parser::parse(source).map_err(|e| CheckError {
+        message: e.message,
+        span: Some(e.span),
+    })
+}
+
 /// Parses, lints and lowers `source`. Base images come from `resolver`; an image it cannot
 /// resolve is no error (the graph keeps an unresolved source).
 pub fn check(source: &str, opts: &BuildOptions, resolver: &dyn ImageResolver) -> CheckReport {
     let mut report = CheckReport::default();
-    let df = match rbuild_parser::parse(source) {
+    let df = match parse(source) {
         Ok(df) => df,
         Err(e) => {
-            report.errors.push(CheckError {
-                message: e.message.clone(),
-                span: Some(e.span),
-            });
+            report.errors.push(e);
             return report;
         }
     };
@@ -55,7 +67,10 @@ pub fn check(source: &str, opts: &BuildOptions, resolver: &dyn ImageResolver) ->
                         rule: "UnreachableStage",
                         message: format!(
                             "Stage {} is not reached by target {:?} and will not be built",
-                            stage.describe(),
+                            stage
+                                .name
+                                .clone()
+                                .unwrap_or_else(|| stage.index.to_string()),
                             opts.target.as_deref().unwrap_or_default()
                         ),
                         span: stage.span,

@@ -5,9 +5,11 @@
 //! expanded with the same variables, the same image config and history come out, and a
 //! step's digest changes only when its meaning does.
 
+pub mod check;
 mod dispatch;
 mod duration;
 mod error;
+pub mod lint;
 mod plan;
 mod reference;
 mod resolver;

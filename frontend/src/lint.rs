@@ -150,7 +150,10 @@ struct StageState {
 
 impl StageState {
     fn count(&mut self, ins: &Instruction) {
-        self.seen.entry(ins.command.name()).or_default().push(ins.span);
+        self.seen
+            .entry(ins.command.name())
+            .or_default()
+            .push(ins.span);
     }
 
     fn finish(&mut self, out: &mut Vec<Warning>) {

@@ -13,7 +13,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let report = rbuild_frontend::check::check(&s.source, &s.options, &NoopResolver);
     let mut out = String::new();
     for e in &report.errors {
-        out.push_str(&render(&s.display, &s.source, Level::Error, None, &e.message, e.span));
+        out.push_str(&render(
+            &s.display,
+            &s.source,
+            Level::Error,
+            None,
+            &e.message,
+            e.span,
+        ));
     }
     let level = if report.warnings_are_errors {
         Level::Error
@@ -21,13 +28,23 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         Level::Warning
     };
     for w in &report.warnings {
-        out.push_str(&render(&s.display, &s.source, level, Some(w.rule), &w.message, Some(w.span)));
+        out.push_str(&render(
+            &s.display,
+            &s.source,
+            level,
+            Some(w.rule),
+            &w.message,
+            Some(w.span),
+        ));
     }
     eprint!("{out}");
     if report.passed() {
         match report.warnings.len() {
             0 => eprintln!("Check complete, no warnings found."),
-            n => eprintln!("Check complete, {n} warning{} found.", if n == 1 { "" } else { "s" }),
+            n => eprintln!(
+                "Check complete, {n} warning{} found.",
+                if n == 1 { "" } else { "s" }
+            ),
         }
         Ok(ExitCode::SUCCESS)
     } else {

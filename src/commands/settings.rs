@@ -80,8 +80,7 @@ mod tests {
     #[test]
     fn build_args_from_flags_and_env() {
         let raw = vec!["A=1".to_string(), "B".into(), "C".into(), "D=x=y".into()];
-        let args =
-            parse_build_args(&raw, |k| (k == "B").then(|| "from-env".to_string())).unwrap();
+        let args = parse_build_args(&raw, |k| (k == "B").then(|| "from-env".to_string())).unwrap();
         assert_eq!(args.get("A").map(String::as_str), Some("1"));
         assert_eq!(args.get("B").map(String::as_str), Some("from-env"));
         assert!(!args.contains_key("C"));

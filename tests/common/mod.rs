@@ -43,8 +43,12 @@ pub fn golden(path: &Path, actual: &str) -> Result<(), String> {
         std::fs::write(path, actual).map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(());
     }
-    let expected = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: {e} (run with RBUILD_BLESS=1 to create)", path.display()))?;
+    let expected = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "{}: {e} (run with RBUILD_BLESS=1 to create)",
+            path.display()
+        )
+    })?;
     if expected == actual {
         Ok(())
     } else {
