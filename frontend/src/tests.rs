@@ -790,3 +790,28 @@ fn lowered_graph_round_trips_through_json() {
     assert_eq!(back, l.graph);
     assert_eq!(back.target(), l.stages[1].output.as_ref());
 }
+
+#[test]
+fn suggestions_for_near_misses() {
+    let e = lower_err(
+        "FROM alpine AS build\nFROM alpine AS test\n",
+        &BuildOptions {
+            target: Some("buidl".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        e.to_string(),
+        "target stage \"buidl\" could not be found (did you mean build?)"
+    );
+    let l = lower_ok("FROM alpine\nARG VERSION=1\nLABEL v=$VERSON\n");
+    assert_eq!(
+        l.warnings[0].message,
+        "Usage of undefined variable '$VERSON' (did you mean $VERSION?)"
+    );
+    let l = lower_ok("ARG TAG=3\nFROM alpine$TAGG\n");
+    assert_eq!(
+        l.warnings[0].message,
+        "FROM argument 'TAGG' is not declared (did you mean TAG?)"
+    );
+}

@@ -498,7 +498,8 @@ impl<'a> Lowerer<'a> {
                 continue;
             }
             let mut message = format!("Usage of undefined variable '${name}'");
-            if let Some((k, _)) = st.env.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            let keys = st.env.iter().map(|(k, _)| k.as_str());
+            if let Some(k) = crate::values::suggest(name, keys) {
                 message.push_str(&format!(" (did you mean ${k}?)"));
             }
             self.warnings.push(Warning {
