@@ -4,6 +4,7 @@
 
 mod config;
 mod copy;
+mod mounts;
 mod run;
 
 use std::collections::BTreeMap;
