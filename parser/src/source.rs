@@ -2,19 +2,27 @@
 //! offset map of an instruction whose continuation lines were joined into one string.
 
 use crate::ast::{Span, Word};
+use std::cell::Cell;
 
 /// The Dockerfile text with the start offset of every line.
 #[derive(Debug)]
 pub(crate) struct Source<'a> {
     pub text: &'a str,
     line_starts: Vec<usize>,
+    /// The last `(offset, column)` computed: positions are mostly asked for in increasing
+    /// order, so counting characters from there keeps long lines linear.
+    last: Cell<(usize, usize)>,
 }
 
 impl<'a> Source<'a> {
     pub fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Source { text, line_starts }
+        Source {
+            text,
+            line_starts,
+            last: Cell::new((0, 1)),
+        }
     }
 
     /// 1-based line and character column of a byte offset.
@@ -22,11 +30,14 @@ impl<'a> Source<'a> {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
-        let col = self
-            .text
-            .get(start..offset)
-            .map_or(0, |s| s.chars().count())
-            + 1;
+        let (last_off, last_col) = self.last.get();
+        let (from, base) = if last_off >= start && last_off <= offset {
+            (last_off, last_col)
+        } else {
+            (start, 1)
+        };
+        let col = base + self.text.get(from..offset).map_or(0, |s| s.chars().count());
+        self.last.set((offset, col));
         (line, col)
     }
 
