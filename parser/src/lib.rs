@@ -9,7 +9,6 @@
 //! (BuildKit's parser alone, whose [`ast::Dockerfile::dump`] is BuildKit's `AST.Dump()`).
 
 pub mod ast;
-pub mod shell;
 mod dump;
 mod grammar;
 mod heredoc;
@@ -17,6 +16,7 @@ mod instructions;
 mod json;
 mod lines;
 mod nodes;
+pub mod shell;
 mod source;
 mod words;
 
