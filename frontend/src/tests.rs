@@ -815,3 +815,13 @@ fn suggestions_for_near_misses() {
         "FROM argument 'TAGG' is not declared (did you mean TAG?)"
     );
 }
+
+#[test]
+fn onbuild_heredoc_trigger_text_is_stored_once() {
+    let src = "FROM alpine AS t\nONBUILD RUN <<EOF\necho hi\nEOF\n";
+    let l = lower_ok(src);
+    assert_eq!(l.config.config.on_build, ["RUN <<EOF\necho hi\nEOF"]);
+    // The stored text parses back to the same trigger.
+    let df = parse(&l.config.config.on_build[0]);
+    assert_eq!(df.instructions.len(), 1);
+}
