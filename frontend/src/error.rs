@@ -21,8 +21,14 @@ pub enum FrontendError {
         "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
     )]
     InvalidStageName { name: String, span: Span },
-    #[error("target stage {0:?} could not be found")]
-    UnknownTarget(String),
+    #[error(
+        "target stage {target:?} could not be found{}",
+        did_you_mean(suggestion)
+    )]
+    UnknownTarget {
+        target: String,
+        suggestion: Option<String>,
+    },
     /// A word of an instruction could not be expanded.
     #[error("failed to process {word:?}: {source}")]
     Expand {
@@ -67,12 +73,18 @@ pub enum FrontendError {
     Instruction { message: String, span: Span },
 }
 
+fn did_you_mean(s: &Option<String>) -> String {
+    s.as_ref()
+        .map(|m| format!(" (did you mean {m}?)"))
+        .unwrap_or_default()
+}
+
 impl FrontendError {
     /// Where in the Dockerfile the error is, when it comes from the Dockerfile.
     pub fn span(&self) -> Option<Span> {
         use FrontendError::*;
         match self {
-            NoStages | UnknownTarget(_) => None,
+            NoStages | UnknownTarget { .. } => None,
             Parse { span, .. }
             | NoBuildStage { span }
             | DuplicateStage { span, .. }

@@ -218,7 +218,13 @@ impl<'a> Plan<'a> {
                 names
                     .iter()
                     .position(|n| n.as_deref() == Some(lower.as_str()))
-                    .ok_or_else(|| FrontendError::UnknownTarget(t.clone()))?
+                    .ok_or_else(|| {
+                        let known = names.iter().flatten().map(String::as_str);
+                        FrontendError::UnknownTarget {
+                            target: t.clone(),
+                            suggestion: crate::values::suggest(t, known).map(str::to_string),
+                        }
+                    })?
             }
             None => groups.len() - 1,
         };
@@ -342,15 +348,21 @@ impl<'a> Plan<'a> {
                 span,
                 source: e,
             })?;
+        let mut known: BTreeSet<&str> = declared.iter().map(String::as_str).collect();
+        known.extend(self.global_env.iter().map(|(k, _)| k.as_str()));
         for name in &r.unmatched {
-            let known = declared.contains(name) || self.global_env.iter().any(|(k, _)| k == name);
-            if !known {
-                self.warnings.push(Warning {
-                    rule: "UndefinedArgInFrom",
-                    message: format!("FROM argument '{name}' is not declared"),
-                    span,
-                });
+            if known.contains(name.as_str()) {
+                continue;
             }
+            let mut message = format!("FROM argument '{name}' is not declared");
+            if let Some(s) = crate::values::suggest(name, known.iter().copied()) {
+                message.push_str(&format!(" (did you mean {s}?)"));
+            }
+            self.warnings.push(Warning {
+                rule: "UndefinedArgInFrom",
+                message,
+                span,
+            });
         }
         Ok(r.value)
     }

@@ -785,8 +785,42 @@ fn lowered_graph_round_trips_through_json() {
         "FROM golang:1.22 AS b\nRUN --mount=type=cache,target=/c --mount=type=secret,id=s go build\nFROM scratch\nCOPY --link --from=b /app /app\nADD https://example.com/x.tgz /x/\nWORKDIR /w\n",
     );
     let text = serde_json::to_string(&l.graph).unwrap();
-    let mut back: rbuild_graph::Graph = serde_json::from_str(&text).unwrap();
-    back.reindex().unwrap();
+    let back: rbuild_graph::Graph = serde_json::from_str(&text).unwrap();
     assert_eq!(back, l.graph);
     assert_eq!(back.target(), l.stages[1].output.as_ref());
+}
+
+#[test]
+fn suggestions_for_near_misses() {
+    let e = lower_err(
+        "FROM alpine AS build\nFROM alpine AS test\n",
+        &BuildOptions {
+            target: Some("buidl".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        e.to_string(),
+        "target stage \"buidl\" could not be found (did you mean build?)"
+    );
+    let l = lower_ok("FROM alpine\nARG VERSION=1\nLABEL v=$VERSON\n");
+    assert_eq!(
+        l.warnings[0].message,
+        "Usage of undefined variable '$VERSON' (did you mean $VERSION?)"
+    );
+    let l = lower_ok("ARG TAG=3\nFROM alpine$TAGG\n");
+    assert_eq!(
+        l.warnings[0].message,
+        "FROM argument 'TAGG' is not declared (did you mean TAG?)"
+    );
+}
+
+#[test]
+fn onbuild_heredoc_trigger_text_is_stored_once() {
+    let src = "FROM alpine AS t\nONBUILD RUN <<EOF\necho hi\nEOF\n";
+    let l = lower_ok(src);
+    assert_eq!(l.config.config.on_build, ["RUN <<EOF\necho hi\nEOF"]);
+    // The stored text parses back to the same trigger.
+    let df = parse(&l.config.config.on_build[0]);
+    assert_eq!(df.instructions.len(), 1);
 }

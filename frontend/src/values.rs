@@ -209,6 +209,38 @@ fn port_range(s: &str) -> Option<(u32, u32)> {
     }
 }
 
+/// BuildKit's `suggest.Search` (case-sensitive): the first option within edit distance 2
+/// of `val`, closest first; `None` when `val` is itself an option.
+pub fn suggest<'o>(val: &str, options: impl IntoIterator<Item = &'o str>) -> Option<&'o str> {
+    let mut best = None;
+    let mut min = 3;
+    for opt in options {
+        if opt == val {
+            return None;
+        }
+        let d = levenshtein(val, opt);
+        if d < min {
+            min = d;
+            best = Some(opt);
+        }
+    }
+    best
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Splits one CSV record (`--mount` values): `,` separates, `"..."` quotes, `""` is a quote.
 pub fn csv_fields(s: &str) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
@@ -317,6 +349,15 @@ mod tests {
         assert!(p(&["80/xyz"]).unwrap_err().contains("invalid proto"));
         assert!(p(&["70000"]).unwrap_err().contains("invalid containerPort"));
         assert!(p(&["90-80"]).is_err());
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("VERSON", ["PATH", "VERSION"]), Some("VERSION"));
+        assert_eq!(suggest("path", ["PATH"]), None);
+        assert_eq!(suggest("PATH", ["PATH", "PATHS"]), None);
+        assert_eq!(suggest("buidl", ["build", "test"]), Some("build"));
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (stages, warnings, final image config, graph; or the error with its line:col) is
 //! compared with `graph.snap`. `RBUILD_BLESS=1` rewrites the snapshots.
 //!
-//! Optional files of a case: `args` (one option per line: `--build-arg K=V`, `--target X`,
+//! Optional files of a case: `dockerignore` (the context's `.dockerignore`), `args` (one option per line: `--build-arg K=V`, `--target X`,
 //! `--platform P`, `--build-platform P`, `--label K=V`) and `images.json` (base images the
 //! resolver knows: `{ "<normalised ref>": { "digest": ..., "config": <image JSON> } }`).
 
@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 
 fn options(case: &Path) -> BuildOptions {
     let mut opts = BuildOptions::default();
+    if let Ok(text) = fs::read_to_string(case.join("dockerignore")) {
+        opts.context_excludes = rbuild_frontend::parse_dockerignore(&text);
+    }
     let Ok(text) = fs::read_to_string(case.join("args")) else {
         return opts;
     };

@@ -85,13 +85,38 @@ pub struct StageOutput {
 }
 
 /// Vertices in topological order (every input before its users), deduplicated by digest.
+/// Deserialising checks every digest, the order and the outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "GraphData")]
 pub struct Graph {
     vertices: Vec<Vertex>,
     #[serde(skip)]
     index: BTreeMap<Digest, usize>,
     stages: Vec<StageOutput>,
     target: Option<Digest>,
+}
+
+/// The serialised form of a [`Graph`], checked on the way in.
+#[derive(Deserialize)]
+struct GraphData {
+    vertices: Vec<Vertex>,
+    stages: Vec<StageOutput>,
+    target: Option<Digest>,
+}
+
+impl TryFrom<GraphData> for Graph {
+    type Error = GraphError;
+
+    fn try_from(d: GraphData) -> Result<Graph, GraphError> {
+        let mut g = Graph {
+            vertices: d.vertices,
+            index: BTreeMap::new(),
+            stages: d.stages,
+            target: d.target,
+        };
+        g.reindex()?;
+        Ok(g)
+    }
 }
 
 impl Graph {
@@ -257,9 +282,9 @@ impl Graph {
         out
     }
 
-    /// Rebuilds the digest index after deserialisation and checks every digest, the
-    /// topological order and the outputs.
-    pub fn reindex(&mut self) -> Result<(), GraphError> {
+    /// Rebuilds the digest index and checks every digest, the topological order and the
+    /// outputs.
+    fn reindex(&mut self) -> Result<(), GraphError> {
         self.index.clear();
         for (i, v) in self.vertices.iter().enumerate() {
             if let Some(missing) = v.inputs.iter().find(|d| !self.index.contains_key(*d)) {

@@ -4,6 +4,7 @@
 
 mod config;
 mod copy;
+mod mounts;
 mod run;
 
 use std::collections::BTreeMap;
@@ -465,7 +466,9 @@ impl<'a> Lowerer<'a> {
             lexer.raw_quotes = true;
             lexer.skip_unset_env = true;
         }
-        let original = original.trim();
+        // A trigger from a stage's ONBUILD keeps its heredoc bodies in `original`: only
+        // the instruction line names the step.
+        let original = original.lines().next().unwrap_or("").trim();
         let text = lexer
             .process_word(original, &st.env)
             .map(|r| r.value)
@@ -498,7 +501,8 @@ impl<'a> Lowerer<'a> {
                 continue;
             }
             let mut message = format!("Usage of undefined variable '${name}'");
-            if let Some((k, _)) = st.env.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            let keys = st.env.iter().map(|(k, _)| k.as_str());
+            if let Some(k) = crate::values::suggest(name, keys) {
                 message.push_str(&format!(" (did you mean ${k}?)"));
             }
             self.warnings.push(Warning {
@@ -587,18 +591,8 @@ impl<'a> Lowerer<'a> {
     }
 }
 
-/// The text an `ONBUILD` stores: the trigger instruction, heredoc bodies appended.
+/// The text an `ONBUILD` stores: the trigger instruction as written, heredoc bodies
+/// included (the parser keeps them in the nested instruction's `original`).
 fn trigger_text(inner: &rbuild_parser::ast::Instruction) -> String {
-    let heredocs = match &inner.command {
-        Command::Run(r) => r.heredocs.as_slice(),
-        Command::Copy(c) | Command::Add(c) => c.heredocs.as_slice(),
-        _ => &[],
-    };
-    let mut text = inner.original.trim().to_string();
-    for h in heredocs {
-        text.push('\n');
-        text.push_str(&h.content);
-        text.push_str(&h.name);
-    }
-    text
+    inner.original.trim().to_string()
 }
