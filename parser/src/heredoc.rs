@@ -94,6 +94,9 @@ pub(crate) fn chomp(content: &str) -> String {
 
 const ESCAPE: char = '\\';
 
+/// Deepest `${...}` nesting the lexer follows (far beyond any real Dockerfile).
+const MAX_NESTING: usize = 64;
+
 /// The subset of BuildKit's shell lexer used for heredoc detection: an empty environment
 /// with unset variables kept as written.
 struct Lexer {
@@ -105,6 +108,8 @@ struct Lexer {
     /// a nested scan resets it; this decides the words of odd input like `a${x:-y}`.
     buf: String,
     buf_start: Option<usize>,
+    /// Nesting of `${...}` scans, bounded so that hostile input cannot exhaust the stack.
+    depth: usize,
 }
 
 /// The words being collected by one scan.
@@ -167,6 +172,7 @@ impl Lexer {
             raw_escapes,
             buf: String::new(),
             buf_start: None,
+            depth: 0,
         }
     }
 
@@ -207,9 +213,14 @@ impl Lexer {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<(String, usize)>), String> {
+        if self.depth >= MAX_NESTING {
+            return Err("substitutions nested too deeply".into());
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let r = self.scan_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         r
     }
@@ -502,6 +513,14 @@ mod tests {
         for w in ["", "EOF", "<<", "<<-", "<EOF", "<<<EOF", "<<EOF sh"] {
             assert_eq!(parse_marker(w), Ok(None), "{w}");
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let line = format!("RUN <<EOF {}", "${a:-".repeat(20_000));
+        assert_eq!(markers_in_line(&line), Ok(Vec::new()));
+        let nested = format!("{}x{}", "${a:-".repeat(10), "}".repeat(10));
+        assert!(Lexer::new(&nested, true, true).words().is_ok());
     }
 
     #[test]

@@ -668,8 +668,9 @@ pub fn parse_duration(orig: &str) -> Result<i64, String> {
         };
         let mut v = int.checked_mul(scale).ok_or_else(invalid)?;
         if !frac_part.is_empty() {
-            // Go keeps at most the precision that fits; 30 digits is plenty for nanoseconds.
-            let digits = &frac_part[..frac_part.len().min(30)];
+            // Go keeps only the digits that fit an int64; 18 are more than nanoseconds need
+            // and keep `f * scale` far below u128::MAX.
+            let digits = &frac_part[..frac_part.len().min(18)];
             let f: u128 = digits.parse().map_err(|_| invalid())?;
             let denom = 10u128.pow(digits.len() as u32);
             v = v.checked_add(f * scale / denom).ok_or_else(invalid)?;
@@ -712,6 +713,10 @@ mod tests {
             Err("time: invalid duration \".\"".into())
         );
         assert!(parse_duration("99999999999999999999h").is_err());
+        assert_eq!(
+            parse_duration("1.000000000000000000000000000001h"),
+            Ok(3_600_000_000_000)
+        );
     }
 
     #[test]

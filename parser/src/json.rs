@@ -31,6 +31,14 @@ pub(crate) fn parse_string_array(text: &str) -> Result<Vec<JsonString>, JsonErro
     }
     let mut pairs = parse(Rule::json_top, body).ok_or(JsonError::NotJson)?;
     let top = pairs.next().ok_or(JsonError::NotJson)?;
+    // Go's decoder fails (and BuildKit falls back to shell form) on a number beyond
+    // float64, wherever it is.
+    let overflow = top.clone().into_inner().flatten().any(|p| {
+        p.as_rule() == Rule::json_number && p.as_str().parse::<f64>().is_ok_and(f64::is_infinite)
+    });
+    if overflow {
+        return Err(JsonError::NotJson);
+    }
     let array = top
         .into_inner()
         .find(|p| p.as_rule() == Rule::json_array)
@@ -146,6 +154,8 @@ mod tests {
             r#"["a"] x"#,
             "[01]",
             "[\"\t\"]",
+            "[\"a\", 1e999]",
+            "[[1e400]]",
             r#"["\x"]"#,
         ] {
             assert_eq!(texts(s), Err(JsonError::NotJson), "{s}");

@@ -260,8 +260,14 @@ pub(crate) fn parse_file(text: &str) -> Result<RawFile, ParseError> {
                 });
             }
         }
-        span.start = node.node.keyword.span.start;
-        span.col = node.node.keyword.span.col;
+        // The node starts at its keyword (which a first line holding only the escape
+        // character can push to a later line).
+        if !node.node.keyword.text.is_empty() {
+            let kw = node.node.keyword.span;
+            span.start = kw.start;
+            span.line = kw.line;
+            span.col = kw.col;
+        }
         node.node.span = span;
         nodes.push(node);
     }

@@ -57,11 +57,24 @@ impl LineCtx<'_, '_> {
     }
 }
 
+/// How deep ONBUILD triggers may nest in the raw parse. Any nesting is rejected by the
+/// typed conversion; the limit only keeps absurd input from exhausting the stack.
+const MAX_ONBUILD_DEPTH: usize = 16;
+
 /// BuildKit's `newNodeFromLine` on `line.text[start..end]`.
 pub(crate) fn node_from_line(
     ctx: &LineCtx<'_, '_>,
     start: usize,
     end: usize,
+) -> Result<RawNode, ParseError> {
+    node_at_depth(ctx, start, end, 0)
+}
+
+fn node_at_depth(
+    ctx: &LineCtx<'_, '_>,
+    start: usize,
+    end: usize,
+    depth: usize,
 ) -> Result<RawNode, ParseError> {
     let text = &ctx.line.text;
     let (start, end) = trim_range(text, start, end);
@@ -126,7 +139,13 @@ pub(crate) fn node_from_line(
             if rest.0 == rest.1 {
                 (NodeArgs::Empty, Vec::new())
             } else {
-                let child = node_from_line(ctx, rest.0, rest.1)?;
+                if depth >= MAX_ONBUILD_DEPTH {
+                    return Err(ctx.error(
+                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                        ctx.line.span(ctx.source, rest.0, rest.1),
+                    ));
+                }
+                let child = node_at_depth(ctx, rest.0, rest.1, depth + 1)?;
                 let mut flat = vec![child.node.keyword.clone()];
                 flat.extend(child.args.iter().cloned());
                 let args = NodeArgs::Nested(Box::new(child.node.clone()));

@@ -331,3 +331,16 @@ fn onbuild_trigger_text_includes_heredocs() {
     };
     assert_eq!(run.heredocs[0].content, "echo hi\n");
 }
+
+#[test]
+fn hostile_nesting_is_an_error_not_a_crash() {
+    let src = format!("FROM a\n{}RUN x\n", "ONBUILD ".repeat(5000));
+    let e = parse_raw(&src).unwrap_err();
+    assert_eq!(
+        e.message,
+        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+    );
+    let src = format!("FROM a\nCMD {}\n", "[".repeat(60_000));
+    let df = parse(&src).unwrap();
+    assert!(matches!(df.nodes[1].args, NodeArgs::Shell(_)));
+}
