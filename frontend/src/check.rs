@@ -84,7 +84,16 @@ pub fn check(source: &str, opts: &BuildOptions, resolver: &dyn ImageResolver) ->
         }),
     }
     warnings.retain(|w| !directive.skips(w.rule));
-    warnings.sort_by_key(|w| (w.span.line, w.span.col));
+    // The parser's own warnings reach us both through the lint pass and through the
+    // lowering; sorting on every field makes the copies adjacent for dedup.
+    warnings.sort_by(|a, b| {
+        (a.span.line, a.span.col, a.rule, &a.message).cmp(&(
+            b.span.line,
+            b.span.col,
+            b.rule,
+            &b.message,
+        ))
+    });
     warnings.dedup();
     report.warnings = warnings;
     report.warnings_are_errors = directive.error;

@@ -15,8 +15,6 @@ pub enum FrontendError {
     NoStages,
     #[error("no build stage in current context")]
     NoBuildStage { span: Span },
-    #[error("duplicate stage name {name:?}")]
-    DuplicateStage { name: String, span: Span },
     #[error(
         "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
     )]
@@ -87,7 +85,6 @@ impl FrontendError {
             NoStages | UnknownTarget { .. } => None,
             Parse { span, .. }
             | NoBuildStage { span }
-            | DuplicateStage { span, .. }
             | InvalidStageName { span, .. }
             | Expand { span, .. }
             | BlankBaseName { span, .. }

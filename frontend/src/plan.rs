@@ -201,12 +201,9 @@ impl<'a> Plan<'a> {
                             span: ins.span,
                         });
                     }
-                    if names.iter().flatten().any(|n| *n == lower) {
-                        return Err(FrontendError::DuplicateStage {
-                            name: lower,
-                            span: ins.span,
-                        });
-                    }
+                    // A repeated name is only a lint warning in BuildKit
+                    // (DuplicateStageName): FROM finds the latest stage of that name
+                    // defined above it, --target the first, COPY --from the last.
                     Some(lower)
                 }
             };
@@ -379,7 +376,7 @@ impl<'a> Plan<'a> {
             let lower = name.to_lowercase();
             names
                 .iter()
-                .position(|n| n.as_deref() == Some(lower.as_str()))
+                .rposition(|n| n.as_deref() == Some(lower.as_str()))
         };
         let mut copy_from = None;
         let mut mount_from = Vec::new();

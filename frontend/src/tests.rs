@@ -592,10 +592,22 @@ fn instruction_before_from_is_an_error() {
 }
 
 #[test]
-fn duplicate_stage_name_is_an_error() {
-    let e = lower_err("FROM a AS x\nFROM b AS X\n", &BuildOptions::default());
-    assert_eq!(e.to_string(), "duplicate stage name \"x\"");
-    assert_eq!(e.span().unwrap().line, 2);
+fn duplicate_stage_name_is_accepted_like_buildkit() {
+    // FROM takes the stage defined above it; COPY --from takes the last of the name.
+    let l = lower_ok(
+        "FROM busybox AS x\nRUN echo first\nFROM x AS x\nRUN echo second\n\
+         FROM scratch\nCOPY --from=x /a /a\n",
+    );
+    assert_eq!(l.stages[1].base, "x");
+    let first = l.stages[0].output.clone().unwrap();
+    let second = l.stages[1].output.clone().unwrap();
+    assert_ne!(first, second);
+    let copy = l.graph.vertices().last().unwrap();
+    assert!(
+        copy.inputs.contains(&second),
+        "COPY --from=x must read the last stage named x"
+    );
+    assert!(!copy.inputs.contains(&first));
 }
 
 #[test]
