@@ -26,7 +26,7 @@ pub struct CheckReport {
 impl CheckReport {
     /// True when the Dockerfile passes the check.
     pub fn passed(&self) -> bool {
-        self.errors.is_empty() && !(self.warnings_are_errors && !self.warnings.is_empty())
+        self.errors.is_empty() && (!self.warnings_are_errors || self.warnings.is_empty())
     }
 }
 

@@ -356,17 +356,17 @@ fn expose_rules(ports: &[Word], out: &mut Vec<Warning>) {
         if p.text.contains('$') {
             continue;
         }
-        if let Some((_, proto)) = p.text.rsplit_once('/') {
-            if proto != proto.to_ascii_lowercase() {
-                out.push(warn(
-                    "ExposeProtoCasing",
-                    format!(
-                        "Defined protocol '{}' in EXPOSE instruction should be lowercase",
-                        p.text
-                    ),
-                    p.span,
-                ));
-            }
+        if let Some((_, proto)) = p.text.rsplit_once('/')
+            && proto != proto.to_ascii_lowercase()
+        {
+            out.push(warn(
+                "ExposeProtoCasing",
+                format!(
+                    "Defined protocol '{}' in EXPOSE instruction should be lowercase",
+                    p.text
+                ),
+                p.span,
+            ));
         }
         if p.text.contains(':') {
             out.push(warn(

@@ -59,7 +59,7 @@ pub fn parse_build_args(
     let mut out = BTreeMap::new();
     for arg in raw {
         match arg.split_once('=') {
-            Some((k, _)) if k.is_empty() => anyhow::bail!("invalid build arg {arg:?}: empty name"),
+            Some(("", _)) => anyhow::bail!("invalid build arg {arg:?}: empty name"),
             Some((k, v)) => {
                 out.insert(k.to_string(), v.to_string());
             }
