@@ -99,3 +99,89 @@ pub fn check(source: &str, opts: &BuildOptions, resolver: &dyn ImageResolver) ->
     report.warnings_are_errors = directive.error;
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoopResolver;
+
+    #[test]
+    fn empty_file_is_refused_before_parsing() {
+        let r = check("", &BuildOptions::default(), &NoopResolver);
+        assert_eq!(r.errors[0].message, "the Dockerfile cannot be empty");
+        assert!(!r.passed());
+    }
+
+    #[test]
+    fn parse_and_lowering_errors_carry_their_line() {
+        let r = check(
+            "FROM a\nCOPY --user=x a b\n",
+            &BuildOptions::default(),
+            &NoopResolver,
+        );
+        assert_eq!(r.errors[0].span.map(|s| s.line), Some(2));
+        let r = check(
+            "RUN true\nFROM a\n",
+            &BuildOptions::default(),
+            &NoopResolver,
+        );
+        assert_eq!(r.errors[0].message, "no build stage in current context");
+        assert_eq!(r.errors[0].span.map(|s| s.line), Some(1));
+    }
+
+    #[test]
+    fn warnings_fail_only_with_error_directive() {
+        let src = "FROM a\nMAINTAINER me\n";
+        let r = check(src, &BuildOptions::default(), &NoopResolver);
+        assert!(r.passed());
+        assert_eq!(r.warnings.len(), 1);
+        let r = check(
+            &format!("# check=error=true\n{src}"),
+            &BuildOptions::default(),
+            &NoopResolver,
+        );
+        assert!(!r.passed());
+        let r = check(
+            &format!("# check=skip=MaintainerDeprecated;error=true\n{src}"),
+            &BuildOptions::default(),
+            &NoopResolver,
+        );
+        assert!(r.passed());
+    }
+
+    #[test]
+    fn stages_the_target_does_not_reach_are_reported() {
+        let opts = BuildOptions {
+            target: Some("one".into()),
+            ..BuildOptions::default()
+        };
+        let r = check(
+            "FROM a AS one\nRUN true\nFROM b AS two\nRUN true\n",
+            &opts,
+            &NoopResolver,
+        );
+        let unreachable: Vec<_> = r
+            .warnings
+            .iter()
+            .filter(|w| w.rule == "UnreachableStage")
+            .map(|w| w.span.line)
+            .collect();
+        assert_eq!(unreachable, vec![3]);
+    }
+
+    #[test]
+    fn undefined_variable_is_reported_once() {
+        let r = check(
+            "FROM a\nCOPY $NOPE /x\n",
+            &BuildOptions::default(),
+            &NoopResolver,
+        );
+        let undefined: Vec<_> = r
+            .warnings
+            .iter()
+            .filter(|w| w.rule == "UndefinedVar")
+            .collect();
+        assert_eq!(undefined.len(), 1, "{:?}", r.warnings);
+        assert_eq!(undefined[0].span.line, 2);
+    }
+}

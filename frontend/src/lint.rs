@@ -405,4 +405,105 @@ mod tests {
         assert!(!is_absolute_workdir("app"));
         assert!(!is_absolute_workdir("./app"));
     }
+
+    fn rules(src: &str) -> Vec<(&'static str, usize)> {
+        let df = rbuild_parser::parse(src).expect("test Dockerfile parses");
+        lint(&df)
+            .into_iter()
+            .map(|w| (w.rule, w.span.line))
+            .collect()
+    }
+
+    #[test]
+    fn stage_name_and_as_casing() {
+        let found = rules("FROM busybox AS Builder\nfrom busybox AS runner\nRUN true\n");
+        assert!(found.contains(&("StageNameCasing", 1)));
+        assert!(found.contains(&("FromAsCasing", 2)));
+        assert!(!found.contains(&("FromAsCasing", 1)));
+    }
+
+    #[test]
+    fn duplicate_and_reserved_stage_names() {
+        let found = rules("FROM a AS x\nFROM b AS X\nFROM c AS scratch\n");
+        assert!(found.contains(&("DuplicateStageName", 2)));
+        assert!(found.contains(&("ReservedStageName", 3)));
+    }
+
+    #[test]
+    fn json_args_recommended_unless_shell_changed() {
+        let found = rules("FROM a\nCMD echo hi\nENTRYPOINT [\"x\"]\n");
+        assert_eq!(
+            found
+                .iter()
+                .filter(|r| r.0 == "JSONArgsRecommended")
+                .count(),
+            1
+        );
+        let found = rules("FROM a\nSHELL [\"/bin/bash\", \"-c\"]\nCMD echo hi\n");
+        assert!(!found.iter().any(|r| r.0 == "JSONArgsRecommended"));
+    }
+
+    #[test]
+    fn maintainer_legacy_env_and_secrets() {
+        let found = rules(
+            "FROM a\nMAINTAINER me\nENV PATH /x\nARG API_TOKEN\nENV DB_PASSWORD=\nENV GH_TOKEN=abc\n",
+        );
+        assert!(found.contains(&("MaintainerDeprecated", 2)));
+        assert!(found.contains(&("LegacyKeyValueFormat", 3)));
+        assert!(found.contains(&("SecretsUsedInArgOrEnv", 4)));
+        // An ENV that sets a secret-looking name to nothing is not flagged, as in BuildKit.
+        assert!(!found.contains(&("SecretsUsedInArgOrEnv", 5)));
+        assert!(found.contains(&("SecretsUsedInArgOrEnv", 6)));
+    }
+
+    #[test]
+    fn empty_continuation_line() {
+        let found = rules("FROM a\nRUN echo a \\\n\n  b\n");
+        assert!(found.iter().any(|r| r.0 == "NoEmptyContinuation"));
+    }
+
+    #[test]
+    fn instruction_casing_follows_majority() {
+        let found = rules("FROM a\nRUN a\nrun b\nCOPY x y\n");
+        assert_eq!(found, vec![("ConsistentInstructionCasing", 3)]);
+    }
+
+    #[test]
+    fn multiple_cmd_and_relative_workdir() {
+        let found =
+            rules("FROM a\nCMD [\"a\"]\nCMD [\"b\"]\nWORKDIR app\nWORKDIR /srv\nWORKDIR data\n");
+        assert!(found.contains(&("MultipleInstructionsDisallowed", 2)));
+        assert!(found.contains(&("WorkdirRelativePath", 4)));
+        // After an absolute WORKDIR, a relative one is predictable.
+        assert!(!found.contains(&("WorkdirRelativePath", 6)));
+    }
+
+    #[test]
+    fn expose_and_platform_rules() {
+        let found = rules(
+            "FROM --platform=linux/amd64 a\nEXPOSE 80/TCP 127.0.0.1:8080:80\nFROM --platform=$TARGETPLATFORM b\n",
+        );
+        assert!(found.contains(&("FromPlatformFlagConstDisallowed", 1)));
+        assert!(found.contains(&("ExposeProtoCasing", 2)));
+        assert!(found.contains(&("ExposeInvalidFormat", 2)));
+        assert!(found.contains(&("RedundantTargetPlatform", 3)));
+    }
+
+    #[test]
+    fn check_directive_skips_and_errors() {
+        let df = rbuild_parser::parse(
+            "# check=skip=MaintainerDeprecated,JSONArgsRecommended;error=true\nFROM a\n",
+        )
+        .unwrap();
+        let d = CheckDirective::from_dockerfile(&df);
+        assert!(d.error);
+        assert!(d.skips("maintainerdeprecated"));
+        assert!(d.skips("JSONArgsRecommended"));
+        assert!(!d.skips("StageNameCasing"));
+        let all = CheckDirective {
+            skip: vec!["all".into()],
+            error: false,
+        };
+        assert!(all.skips("anything"));
+    }
 }
