@@ -63,6 +63,75 @@ impl Flags<'_> {
     }
 }
 
+/// Every instruction name, for "did you mean" hints.
+const INSTRUCTIONS: &[&str] = &[
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// BuildKit's `suggest.Search`: the closest option at edit distance below 3 (none when
+/// `word` is itself an option), in the casing of `word` when matching case-insensitively.
+fn suggest(word: &str, options: &[&str], case_sensitive: bool) -> Option<String> {
+    let fold = |s: &str| {
+        if case_sensitive {
+            s.to_string()
+        } else {
+            s.to_lowercase()
+        }
+    };
+    let val = fold(word);
+    let mut best: Option<(usize, String)> = None;
+    for opt in options {
+        let opt = fold(opt);
+        if opt == val {
+            return None;
+        }
+        let d = levenshtein(&val, &opt);
+        if d < 3 && best.as_ref().is_none_or(|(bd, _)| d < *bd) {
+            best = Some((d, opt));
+        }
+    }
+    let (_, m) = best?;
+    Some(if case_sensitive || word == word.to_lowercase() {
+        m
+    } else if word == word.to_uppercase() {
+        m.to_uppercase()
+    } else {
+        m
+    })
+}
+
+/// Edit distance (insertions, deletions, substitutions) between two strings, by character.
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 fn error(message: impl Into<String>, span: Span) -> ParseError {
     ParseError {
         message: message.into(),
@@ -76,7 +145,10 @@ fn parse_flags<'a>(flags: &'a [Flag], allowed: &[(&str, Kind)]) -> Result<Flags<
     for f in flags {
         let flag_name = format!("--{}", f.name);
         let Some(&(_, kind)) = allowed.iter().find(|(n, _)| *n == f.name) else {
-            return Err(error(format!("unknown flag: {flag_name}"), f.span));
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            let hint = suggest(&f.name, &names, true)
+                .map_or_else(String::new, |m| format!(" (did you mean {m}?)"));
+            return Err(error(format!("unknown flag: {flag_name}{hint}"), f.span));
         };
         let uses = out.used.entry(f.name.as_str()).or_default();
         if !uses.is_empty() && kind != Kind::Strings {
@@ -320,8 +392,11 @@ fn convert(raw: &RawNode, heredocs: &[Heredoc]) -> Result<Instruction, ParseErro
             Command::Arg(decls)
         }
         _ => {
+            let word = &node.keyword.text;
+            let hint = suggest(word, INSTRUCTIONS, false)
+                .map_or_else(String::new, |m| format!(" (did you mean {m}?)"));
             return Err(error(
-                format!("unknown instruction: {}", node.keyword.text),
+                format!("unknown instruction: {word}{hint}"),
                 node.keyword.span,
             ));
         }
@@ -717,6 +792,24 @@ mod tests {
             parse_duration("1.000000000000000000000000000001h"),
             Ok(3_600_000_000_000)
         );
+    }
+
+    #[test]
+    fn suggestions_like_buildkit() {
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(suggest("RUNN", INSTRUCTIONS, false).as_deref(), Some("RUN"));
+        assert_eq!(
+            suggest("copyy", INSTRUCTIONS, false).as_deref(),
+            Some("copy")
+        );
+        assert_eq!(suggest("Frm", INSTRUCTIONS, false).as_deref(), Some("from"));
+        assert_eq!(suggest("FOO", INSTRUCTIONS, false).as_deref(), Some("FROM"));
+        assert_eq!(suggest("XYZZY", INSTRUCTIONS, false), None);
+        assert_eq!(
+            suggest("form", &["from", "chown"], true).as_deref(),
+            Some("from")
+        );
+        assert_eq!(suggest("boo", &[], true), None);
     }
 
     #[test]

@@ -7,6 +7,18 @@
 //!
 //! [`parse`] gives the typed [`ast::Dockerfile`]; [`parse_raw`] stops after the raw nodes
 //! (BuildKit's parser alone, whose [`ast::Dockerfile::dump`] is BuildKit's `AST.Dump()`).
+//!
+//! Deliberate differences from BuildKit (all on input BuildKit mishandles or ignores):
+//! - builder flags are read character by character (BuildKit reads bytes, which garbles
+//!   non-ASCII flag values);
+//! - unknown flags are rejected on every instruction (BuildKit does not check the flags of
+//!   `ARG`, `STOPSIGNAL` and `HEALTHCHECK NONE`);
+//! - an `ONBUILD` trigger is checked when the Dockerfile is parsed, not when a child image
+//!   is built; `Heredoc::content` of `<<-` heredocs has its tabs already stripped;
+//! - `EXPOSE` ports stay in written order (BuildKit sorts them);
+//! - errors about a parser directive name its own line (BuildKit's is one line early);
+//! - absurd nesting (`ONBUILD` 16 deep, `${...}` 64 deep in a heredoc line, JSON deeper
+//!   than the stack) is an error or shell form instead of unbounded recursion.
 
 pub mod ast;
 mod dump;
