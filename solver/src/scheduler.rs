@@ -13,7 +13,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
@@ -33,7 +36,8 @@ pub trait Executor<K, O>: Send + Sync + 'static {
 
     /// Runs `op` on `inputs` (the outputs of the vertex's inputs, in op order). Must
     /// return promptly, with an error, once `ctx` is cancelled: kill what it started and
-    /// leave nothing half-visible.
+    /// leave nothing half-visible. Runs on an async worker thread: hand CPU-heavy or
+    /// blocking work to [`crate::compute`] or [`crate::blocking`].
     fn execute(
         &self,
         key: &K,
@@ -58,7 +62,8 @@ pub trait Executor<K, O>: Send + Sync + 'static {
 }
 
 /// What a running vertex gets besides its inputs: the cancellation signal and a way to
-/// report its output.
+/// report its output. Cheap to clone, e.g. into a blocking closure.
+#[derive(Clone)]
 pub struct ExecContext<K> {
     key: K,
     cancel: CancelToken,
@@ -459,7 +464,11 @@ where
     if shared.cancel.is_cancelled() {
         return Outcome::Failed(Failure::Cancelled);
     }
-    let outcome = process(&shared, &key, &op, inputs, input_keys).await;
+    // Panics are caught here, not at the join, so that the solve is cancelled before
+    // this task's permit is released and no waiting vertex starts after the panic.
+    let outcome = CatchUnwind(Box::pin(process(&shared, &key, &op, inputs, input_keys)))
+        .await
+        .unwrap_or(Outcome::Failed(Failure::Panicked));
     if let Outcome::Failed(failure) = &outcome {
         let message = match failure {
             Failure::Exec(e) => e.to_string(),
@@ -530,5 +539,23 @@ where
         output,
         cache_key,
         from_cache: false,
+    }
+}
+
+/// Completes with `Err(())` if polling the inner future panics.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The future is dropped right after a panic, never polled again, so no broken
+        // invariant inside it can be observed.
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
     }
 }
