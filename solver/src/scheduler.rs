@@ -269,7 +269,9 @@ impl<K: VertexKey, X, C> Solver<K, X, C> {
         Ok(out)
     }
 
-    /// Runs whatever `outputs` need and returns their results.
+    /// Runs whatever `outputs` need and returns their results. Stop a solve with the
+    /// cancel token, not by dropping this future: dropping it aborts the running
+    /// vertices at their next await point, without the chance to clean up.
     pub async fn solve<O>(
         &self,
         dag: &Dag<K, O>,
@@ -350,12 +352,9 @@ impl<K: VertexKey, X, C> Solver<K, X, C> {
                     let Some(joined) = joined else { break };
                     let (i, outcome) = match joined {
                         Ok((id, outcome)) => (task_vertex[&id], outcome),
-                        Err(e) => {
-                            let i = task_vertex[&e.id()];
-                            shared.cancel.cancel();
-                            let panic = Outcome::Failed(Failure::Panicked);
-                            (i, if e.is_panic() { panic } else { Outcome::Failed(Failure::Cancelled) })
-                        }
+                        // Panics are caught inside the task and tasks are never
+                        // aborted, so this is a panic in a progress sink.
+                        Err(e) => (task_vertex[&e.id()], Outcome::Failed(Failure::Panicked)),
                     };
                     match outcome {
                         Outcome::Done { output, cache_key, from_cache } => {

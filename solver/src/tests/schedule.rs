@@ -132,3 +132,17 @@ async fn panicking_executor_is_reported_with_its_vertex() {
     );
     assert_eq!(err.to_string(), "vertex boom panicked");
 }
+
+#[tokio::test]
+async fn executors_can_log_from_the_rayon_pool() {
+    let dag = dag([("a", Toy::Sum(1), &[]), ("heavy", Toy::Compute(2), &["a"])]);
+    let recorder = Arc::new(Recorder::new());
+    let solver = solver(1).with_progress(recorder.clone());
+    let solved = solver.solve(&dag, &["heavy"]).await.unwrap();
+    assert_eq!(solved.outputs["heavy"], expected(&dag, &"heavy"));
+    assert!(recorder.events().contains(&Event::Log(
+        "heavy",
+        LogStream::Stderr,
+        b"computing".to_vec()
+    )));
+}

@@ -29,6 +29,8 @@ pub enum Toy {
     AwaitCancel(Arc<Notify>),
     /// Waits for the notification, then fails.
     FailAfter(Arc<Notify>),
+    /// Like `Sum`, computed on the rayon pool, logging to stderr from there.
+    Compute(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +140,15 @@ impl<K: VertexKey> Executor<K, Toy> for ToyExec<K> {
                 self.saw_cancel.lock().unwrap().push(key.clone());
                 Err(ToyError(format!("{key} cancelled")))
             }
+            Toy::Compute(n) => {
+                let (n, ctx) = (*n, ctx.clone());
+                crate::compute(move || {
+                    ctx.log(LogStream::Stderr, b"computing");
+                    sum(n, &inputs)
+                })
+                .await
+                .map_err(|e| ToyError(e.to_string()))
+            }
             Toy::FailAfter(go) => {
                 go.notified().await;
                 Err(ToyError(format!("{key} failed")))
@@ -183,7 +194,7 @@ pub fn expected<K: VertexKey>(dag: &Dag<K, Toy>, key: &K) -> u64 {
     for k in dag.topological() {
         let inputs: Vec<u64> = dag.inputs(k).unwrap().iter().map(|i| values[*i]).collect();
         let n = match dag.op(k).unwrap() {
-            Toy::Sum(n) | Toy::Volatile(n) => *n,
+            Toy::Sum(n) | Toy::Volatile(n) | Toy::Compute(n) => *n,
             _ => 0,
         };
         values.insert(k.clone(), sum(n, &inputs));
