@@ -1,2 +1,8 @@
 //! Images: OCI and Docker formats, layer tar diff and safe apply, compression, the local
 //! image store, importers and exporters (OCI layout, docker-archive), and the registry client.
+
+pub mod compress;
+pub mod digest;
+pub mod layer;
+
+pub use digest::Sha256Digest;
