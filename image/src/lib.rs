@@ -6,3 +6,4 @@ pub mod digest;
 pub mod layer;
 
 pub use digest::Sha256Digest;
+pub mod oci;
