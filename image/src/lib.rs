@@ -6,4 +6,5 @@ pub mod digest;
 pub mod layer;
 
 pub use digest::Sha256Digest;
+pub mod local;
 pub mod oci;
