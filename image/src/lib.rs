@@ -6,5 +6,7 @@ pub mod digest;
 pub mod layer;
 
 pub use digest::Sha256Digest;
+pub mod archive;
+pub mod layout;
 pub mod local;
 pub mod oci;

@@ -267,7 +267,7 @@ fn key_values(instruction: &'static str, rest: &str) -> Result<Vec<(String, Stri
     }
     list.into_iter()
         .map(|word| match word.split_once('=') {
-            Some((key, _)) if key.is_empty() => Err(invalid(instruction, "empty key")),
+            Some(("", _)) => Err(invalid(instruction, "empty key")),
             Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
             None => Err(invalid(instruction, &format!("{word:?} is not KEY=VALUE"))),
         })

@@ -1,0 +1,68 @@
+//! `docker save` archives: writing them ([`save`]) and loading them or OCI layout tars
+//! ([`load`]).
+//!
+//! [`save`] writes the layout Docker 25+ writes, which is an OCI layout and a classic
+//! `docker save` archive at once: `oci-layout`, `index.json`, `blobs/sha256/<hex>`,
+//! `manifest.json` and `repositories`. Layers go out as stored (uncompressed, gzip or
+//! zstd, all of which `docker load` reads).
+//!
+//! [`load`] reads both that layout and the legacy one (`<id>/layer.tar`, `<hex>.json`),
+//! and plain OCI layout tars, gzip- or zstd-compressed or not. Blobs stream into the
+//! content store as the tar is read, verified against their digests; images and tags are
+//! recorded last, in one transaction, so a bad archive leaves no image or tag behind (only
+//! unreferenced blobs, which prune removes).
+
+mod collect;
+
+use std::io::{self, Read, Write};
+
+pub use collect::{Collector, LoadError, LoadReport};
+
+use crate::compress::decompressed_reader;
+use crate::layout::{ExportError, Flavor, plan, write_tar};
+use crate::local::ImageStore;
+
+/// Writes a `docker save` archive of the named images to `writer`.
+pub fn save<W: Write>(store: &ImageStore, names: &[String], writer: W) -> Result<W, ExportError> {
+    let images = plan(store, names)?;
+    write_tar(store, &images, Flavor::Docker, writer)
+}
+
+/// Loads a `docker save` archive or an OCI layout tar (optionally gzip or zstd compressed)
+/// into the store.
+pub fn load(store: &ImageStore, reader: impl Read) -> Result<LoadReport, LoadError> {
+    let mut collector = Collector::new(store)?;
+    let plain = decompressed_reader(reader).map_err(LoadError::Decompress)?;
+    let mut archive = tar::Archive::new(plain);
+    for entry in archive.entries().map_err(LoadError::Tar)? {
+        let mut entry = entry.map_err(LoadError::Tar)?;
+        let path = entry
+            .path()
+            .map_err(LoadError::Tar)?
+            .to_string_lossy()
+            .into_owned();
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                collector.add_file(&path, size, &mut entry)?;
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(LoadError::Tar)?
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if kind == tar::EntryType::Link {
+                    collector.add_hardlink(&path, &target);
+                } else {
+                    collector.add_symlink(&path, &target);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Drain the end-of-archive blocks so a truncated tail is still an error.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(LoadError::Tar)?;
+    collector.finish()
+}
