@@ -23,6 +23,10 @@ use crate::oci::{
 pub enum LoadError {
     #[error("not a valid tar archive")]
     Tar(#[source] io::Error),
+    #[error("input is empty")]
+    Empty,
+    #[error("archive is truncated: no end-of-archive marker")]
+    NoEndMarker,
     #[error("cannot decompress archive")]
     Decompress(#[source] CompressError),
     #[error("not an image archive: no manifest.json or index.json")]

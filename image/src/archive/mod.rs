@@ -33,9 +33,11 @@ pub fn save<W: Write>(store: &ImageStore, names: &[String], writer: W) -> Result
 pub fn load(store: &ImageStore, reader: impl Read) -> Result<LoadReport, LoadError> {
     let mut collector = Collector::new(store)?;
     let plain = decompressed_reader(reader).map_err(LoadError::Decompress)?;
-    let mut archive = tar::Archive::new(plain);
+    let mut archive = tar::Archive::new(EofTracker::new(plain));
+    let mut count = 0usize;
     for entry in archive.entries().map_err(LoadError::Tar)? {
         let mut entry = entry.map_err(LoadError::Tar)?;
+        count += 1;
         let path = entry
             .path()
             .map_err(LoadError::Tar)?
@@ -62,7 +64,44 @@ pub fn load(store: &ImageStore, reader: impl Read) -> Result<LoadReport, LoadErr
             _ => {}
         }
     }
-    // Drain the end-of-archive blocks so a truncated tail is still an error.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(LoadError::Tar)?;
+    let mut rest = archive.into_inner();
+    if rest.hit_eof() {
+        return Err(if count == 0 {
+            LoadError::Empty
+        } else {
+            LoadError::NoEndMarker
+        });
+    }
+    // Drain the rest of the end-of-archive blocks so a broken compressed tail is an error.
+    io::copy(&mut rest, &mut io::sink()).map_err(LoadError::Tar)?;
     collector.finish()
+}
+
+/// Remembers whether the input ran out. A tar cut at a block boundary reads like a shorter
+/// archive; only the missing end-of-archive blocks (which the reader stops at without
+/// reaching the end of input) tell it apart.
+#[derive(Debug)]
+pub(crate) struct EofTracker<R> {
+    inner: R,
+    eof: bool,
+}
+
+impl<R: Read> EofTracker<R> {
+    pub(crate) fn new(inner: R) -> EofTracker<R> {
+        EofTracker { inner, eof: false }
+    }
+
+    pub(crate) fn hit_eof(&self) -> bool {
+        self.eof
+    }
+}
+
+impl<R: Read> Read for EofTracker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        Ok(n)
+    }
 }

@@ -8,6 +8,7 @@ use rbuild_cache::{BlobWriter, ContentError, ContentStore, Digest, StoreError};
 use super::changes::{ChangeError, apply_changes};
 use super::reference::{ReferenceError, normalize_tag};
 use super::{ImageStore, LocalError, NewImage, RecordedImage};
+use crate::archive::EofTracker;
 use crate::compress::{CompressError, CompressWriter, Compression, decompressed_reader};
 use crate::oci::{
     Descriptor, History, ImageConfig, Manifest, RootFs, canonical_json, host_platform, media,
@@ -107,9 +108,6 @@ pub fn import_rootfs(
     };
     check_tar(&mut tee)?;
     let (blob_writer, digests) = tee.out.finish().map_err(ImportError::Compress)?;
-    if digests.uncompressed_size == 0 {
-        return Err(ImportError::Empty);
-    }
     let diff_id = Digest::from_sha256(*digests.diff_id.as_bytes());
     let blob_digest = Digest::from_sha256(*digests.digest.as_bytes());
     let layer = blob_writer.commit(Some(&rbuild_cache::Descriptor::new(
@@ -144,12 +142,24 @@ pub fn import_rootfs(
 /// Reads every entry of a tar through `reader` (so all of it reaches the tee), then the
 /// trailing padding.
 fn check_tar<R: Read>(reader: &mut R) -> Result<(), ImportError> {
-    let mut archive = tar::Archive::new(&mut *reader);
+    let mut archive = tar::Archive::new(EofTracker::new(&mut *reader));
+    let mut count = 0usize;
     for entry in archive.entries().map_err(ImportError::NotATar)? {
         let mut entry = entry.map_err(ImportError::NotATar)?;
+        count += 1;
         io::copy(&mut entry, &mut io::sink()).map_err(ImportError::NotATar)?;
     }
-    io::copy(reader, &mut io::sink()).map_err(ImportError::NotATar)?;
+    let mut rest = archive.into_inner();
+    if rest.hit_eof() && count == 0 {
+        return Err(ImportError::Empty);
+    }
+    if rest.hit_eof() {
+        return Err(ImportError::NotATar(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "no end-of-archive marker",
+        )));
+    }
+    io::copy(&mut rest, &mut io::sink()).map_err(ImportError::NotATar)?;
     Ok(())
 }
 
