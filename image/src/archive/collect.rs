@@ -336,7 +336,8 @@ impl<'a> Collector<'a> {
         for image in &images {
             self.check_diff_ids(&image.manifest, &mut checked)?;
         }
-        let images = self.store.record_images(&images)?;
+        // This collector already holds the GC guard.
+        let images = self.store.record_images_locked(&images)?;
         Ok(LoadReport { images })
     }
 

@@ -162,7 +162,10 @@ impl ImageStore {
         self.record_images_locked(images)
     }
 
-    fn record_images_locked(&self, images: &[NewImage]) -> Result<Vec<RecordedImage>, LocalError> {
+    pub(crate) fn record_images_locked(
+        &self,
+        images: &[NewImage],
+    ) -> Result<Vec<RecordedImage>, LocalError> {
         let mut prepared = Vec::with_capacity(images.len());
         for image in images {
             let manifest = self.read_manifest(&image.manifest)?;
