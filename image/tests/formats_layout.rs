@@ -1,4 +1,5 @@
-//! OCI image layouts: directory and tar, read back, and checked with `umoci` and `skopeo`.
+//! OCI image layouts: directory and tar, read back, and checked with `umoci`, `skopeo` and
+//! `oci-image-tool`.
 
 mod formats_support;
 
@@ -106,7 +107,7 @@ fn run(tool: &str, args: &[&str]) -> String {
     let output = Command::new(tool)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool} ({e}): install it with scripts/setup.sh (apt-get install skopeo umoci)"));
+        .unwrap_or_else(|e| panic!("cannot run {tool} ({e}): install it with scripts/setup.sh (apt-get install skopeo umoci oci-image-tool)"));
     assert!(
         output.status.success(),
         "{tool} {args:?} failed: {}",
@@ -185,4 +186,33 @@ fn skopeo_inspects_layout_and_docker_archive() {
         config["rootfs"]["diff_ids"],
         serde_json::json!(image.config.rootfs.diff_ids)
     );
+}
+
+#[test]
+fn oci_image_tool_validates_the_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, out) = layout_for_tools(dir.path());
+    let layout = out.to_str().unwrap();
+    for name in ["1", "stable"] {
+        let output = run(
+            "oci-image-tool",
+            &[
+                "validate",
+                "--type",
+                "image",
+                "--ref",
+                &format!("name={name}"),
+                layout,
+            ],
+        );
+        assert!(output.contains("Validation succeeded"), "{output}");
+    }
+    // The validator does look at the blobs: a broken layout fails.
+    let config = store.resolve("app:1").unwrap().id;
+    std::fs::remove_file(out.join("blobs/sha256").join(config.hex())).unwrap();
+    let status = Command::new("oci-image-tool")
+        .args(["validate", "--type", "image", "--ref", "name=1", layout])
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
 }
