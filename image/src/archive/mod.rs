@@ -13,14 +13,102 @@
 //! unreferenced blobs, which prune removes).
 
 mod collect;
+mod images;
 
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 
-pub use collect::{Collector, LoadError, LoadReport};
+use rbuild_cache::{ContentError, Digest, StoreError};
 
-use crate::compress::decompressed_reader;
+pub use collect::Collector;
+
+use crate::compress::{CompressError, decompressed_reader};
 use crate::layout::{ExportError, Flavor, plan, write_tar};
-use crate::local::ImageStore;
+use crate::local::{ImageStore, LocalError, MAX_DOCUMENT, RecordedImage, ReferenceError};
+use crate::oci::SpecError;
+
+/// Errors of loading an archive or layout. Whatever the error, no image or tag was recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid tar archive")]
+    Tar(#[source] io::Error),
+    #[error("input is empty")]
+    Empty,
+    #[error("archive is truncated: no end-of-archive marker")]
+    NoEndMarker,
+    #[error("cannot decompress archive")]
+    Decompress(#[source] CompressError),
+    #[error("not an image archive: no manifest.json or index.json")]
+    NoManifest,
+    #[error("invalid {path}")]
+    Document {
+        path: String,
+        #[source]
+        source: SpecError,
+    },
+    #[error("{path} is larger than {MAX_DOCUMENT} bytes")]
+    DocumentTooLarge { path: String },
+    #[error("{path} is truncated: expected {expected} bytes, got {actual}")]
+    Truncated {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read {path}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("blob {path} does not match its name")]
+    Blob {
+        path: String,
+        #[source]
+        source: ContentError,
+    },
+    #[error("{path} is referenced by the manifest but missing from the archive")]
+    MissingFile { path: String },
+    #[error("layer {layer} does not match diffID {expected} in the config (got {actual})")]
+    DiffId {
+        layer: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("cannot decompress layer {layer}")]
+    Layer {
+        layer: Digest,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{config} lists {diff_ids} diffIDs for {layers} layers")]
+    LayerCount {
+        config: String,
+        diff_ids: usize,
+        layers: usize,
+    },
+    #[error("no manifest for platform {platform} in index {index}")]
+    NoPlatform { index: Digest, platform: String },
+    #[error("invalid image name in archive")]
+    Name(#[from] ReferenceError),
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a load stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub images: Vec<RecordedImage>,
+}
 
 /// Writes a `docker save` archive of the named images to `writer`.
 pub fn save<W: Write>(store: &ImageStore, names: &[String], writer: W) -> Result<W, ExportError> {
