@@ -153,7 +153,34 @@ fn benches(c: &mut Criterion) {
         );
         g.bench_function(name, |b| b.iter(|| compress_file(&f.tar, comp)));
     }
+    // The reference tools on the same file, in the same group, so load on the machine hits
+    // both alike.
+    for (name, tool, args) in [
+        ("pigz6_external", "pigz", &["-6", "-c"][..]),
+        ("zstd_T0_3_external", "zstd", &["-T0", "-3", "-c", "-q"][..]),
+    ] {
+        if run_tool(tool, args, &f.tar).is_err() {
+            eprintln!("{tool} not found: skipping {name}");
+            continue;
+        }
+        g.bench_function(name, |b| {
+            b.iter(|| run_tool(tool, args, &f.tar).expect(tool))
+        });
+    }
     g.finish();
+}
+
+fn run_tool(tool: &str, args: &[&str], input: &Path) -> io::Result<()> {
+    let status = std::process::Command::new(tool)
+        .args(args)
+        .arg(input)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{tool} failed")))
+    }
 }
 
 criterion_group!(layer_benches, benches);
