@@ -127,8 +127,15 @@ impl<W: Write> std::fmt::Debug for Encoder<W> {
 pub struct CompressWriter<W: Write> {
     diff_hash: Sha256,
     diff_len: u64,
+    /// Small writes (a tar writer's 512-byte headers, 8 KiB copies) are gathered here so the
+    /// hasher and the encoder see large chunks: per-call overhead in zstd's multithreaded
+    /// streaming API is noticeable otherwise.
+    staged: Vec<u8>,
     enc: Encoder<W>,
 }
+
+/// Size of the staging buffer of [`CompressWriter`].
+const STAGE: usize = 1 << 20;
 
 /// Worker threads for compression: every core, at least one. Zstd output does not depend on
 /// the count as long as it is at least one, and gzip output never does.
@@ -173,12 +180,33 @@ impl<W: Write> CompressWriter<W> {
         Ok(Self {
             diff_hash: Sha256::new(),
             diff_len: 0,
+            staged: Vec::new(),
             enc,
         })
     }
 
+    /// Hashes `buf` and passes all of it to the encoder.
+    fn feed(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.diff_hash.update(buf);
+        self.diff_len += buf.len() as u64;
+        match &mut self.enc {
+            Encoder::None(s) => s.write_all(buf),
+            Encoder::Gzip(g) => g.write_all(buf),
+            Encoder::Zstd(z) => z.write_all(buf),
+        }
+    }
+
+    fn flush_stage(&mut self) -> io::Result<()> {
+        let staged = std::mem::take(&mut self.staged);
+        let r = self.feed(&staged);
+        self.staged = staged;
+        self.staged.clear();
+        r
+    }
+
     /// Ends the stream and returns the sink with the digests.
-    pub fn finish(self) -> Result<(W, LayerDigests), CompressError> {
+    pub fn finish(mut self) -> Result<(W, LayerDigests), CompressError> {
+        self.flush_stage().map_err(CompressError::Io)?;
         let sink = match self.enc {
             Encoder::None(s) => s,
             Encoder::Gzip(g) => g.finish().map_err(CompressError::Io)?,
@@ -196,21 +224,30 @@ impl<W: Write> CompressWriter<W> {
 
 impl<W: Write> Write for CompressWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.enc {
-            Encoder::None(s) => s.write(buf)?,
-            Encoder::Gzip(g) => g.write(buf)?,
-            Encoder::Zstd(z) => z.write(buf)?,
-        };
-        self.diff_hash.update(&buf[..n]);
-        self.diff_len += n as u64;
+        if self.staged.is_empty() && buf.len() >= STAGE {
+            self.feed(buf)?;
+            return Ok(buf.len());
+        }
+        if self.staged.capacity() == 0 {
+            self.staged.reserve_exact(STAGE);
+        }
+        let n = buf.len().min(STAGE - self.staged.len());
+        self.staged.extend_from_slice(&buf[..n]);
+        if self.staged.len() == STAGE {
+            self.flush_stage()?;
+        }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.flush_stage()?;
+        // Never ask an encoder to flush: that would end a zstd block (or cut a gzip block)
+        // where the caller happened to flush and change the blob digest. Only the sink is
+        // flushed.
         match &mut self.enc {
             Encoder::None(s) => s.flush(),
             Encoder::Gzip(g) => g.flush(),
-            Encoder::Zstd(z) => z.flush(),
+            Encoder::Zstd(z) => z.get_mut().flush(),
         }
     }
 }

@@ -3,10 +3,11 @@
 //! input as dictionary) ending in a sync flush, and the pieces are concatenated into one gzip
 //! member. The block size is a constant, so the output never depends on the thread count.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 
 use flate2::{Compress, FlushCompress, Status};
-use rayon::prelude::*;
 
 /// Input bytes per independently compressed block (pigz uses 128 KiB too).
 const BLOCK_SIZE: usize = 128 * 1024;
@@ -15,17 +16,24 @@ const DICT_SIZE: usize = 32 * 1024;
 /// A final, empty, fixed-Huffman deflate block: BFINAL=1, BTYPE=01, end-of-block code.
 const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 
+/// The result of one block: its deflate bytes and the CRC of its input.
+type BlockResult = io::Result<(Vec<u8>, crc32fast::Hasher)>;
+
 /// Streaming parallel gzip encoder; call [`ParallelGzEncoder::finish`] to write the trailer.
+///
+/// Each full block is handed to rayon at once and its result collected in order, with up to
+/// `max_in_flight` blocks outstanding: no batch barrier, so one slow block never idles the
+/// other threads.
 #[derive(Debug)]
 pub(crate) struct ParallelGzEncoder<W: Write> {
     out: Option<W>,
     level: u32,
-    /// Blocks are gathered into a batch this long before being compressed together.
-    batch_blocks: usize,
-    /// Pending input: the dictionary tail of already-compressed input, then the new bytes.
+    max_in_flight: usize,
+    /// The dictionary tail of already-submitted input, then the block being filled.
     buf: Vec<u8>,
-    /// How many leading bytes of `buf` are dictionary only (already compressed).
+    /// How many leading bytes of `buf` are dictionary only.
     dict_len: usize,
+    pending: VecDeque<Receiver<BlockResult>>,
     crc: crc32fast::Hasher,
     total_in: u64,
     header_written: bool,
@@ -33,13 +41,13 @@ pub(crate) struct ParallelGzEncoder<W: Write> {
 
 impl<W: Write> ParallelGzEncoder<W> {
     pub(crate) fn new(out: W, level: u32, threads: usize) -> Self {
-        let batch_blocks = threads.max(1) * 4;
         Self {
             out: Some(out),
             level: level.min(9),
-            batch_blocks,
-            buf: Vec::with_capacity(DICT_SIZE + batch_blocks * BLOCK_SIZE),
+            max_in_flight: threads.max(1) * 4,
+            buf: Vec::with_capacity(DICT_SIZE + BLOCK_SIZE),
             dict_len: 0,
+            pending: VecDeque::new(),
             crc: crc32fast::Hasher::new(),
             total_in: 0,
             header_written: false,
@@ -69,53 +77,66 @@ impl<W: Write> ParallelGzEncoder<W> {
         Ok(())
     }
 
-    /// Compresses every complete block in `buf` (all of it when `all` is set).
-    fn flush_blocks(&mut self, all: bool) -> io::Result<()> {
+    /// Hands the block in `buf` to a worker and keeps its last 32 KiB as the next dictionary.
+    fn submit(&mut self) -> io::Result<()> {
         self.write_header()?;
-        let data_len = self.buf.len() - self.dict_len;
-        let nblocks = if all {
-            data_len.div_ceil(BLOCK_SIZE)
-        } else {
-            data_len / BLOCK_SIZE
-        };
-        if nblocks == 0 {
+        if self.buf.len() == self.dict_len {
             return Ok(());
         }
-        let end = if all {
-            self.buf.len()
-        } else {
-            self.dict_len + nblocks * BLOCK_SIZE
-        };
+        let mut next = Vec::with_capacity(DICT_SIZE + BLOCK_SIZE);
+        next.extend_from_slice(&self.buf[self.buf.len().saturating_sub(DICT_SIZE)..]);
+        let job = std::mem::replace(&mut self.buf, next);
+        let dict_len = std::mem::replace(&mut self.dict_len, self.buf.len());
         let level = self.level;
-        let dict_len = self.dict_len;
-        let buf = &self.buf;
-        let pieces: Vec<io::Result<(Vec<u8>, crc32fast::Hasher)>> = (0..nblocks)
-            .into_par_iter()
-            .map(|i| {
-                let start = dict_len + i * BLOCK_SIZE;
-                let stop = (start + BLOCK_SIZE).min(end);
-                let dict = &buf[start.saturating_sub(DICT_SIZE)..start];
-                let data = &buf[start..stop];
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(data);
-                Ok((deflate_block(level, dict, data)?, crc))
-            })
-            .collect();
-        for piece in pieces {
-            let (bytes, crc) = piece?;
+        let work = move || -> BlockResult {
+            let (dict, data) = job.split_at(dict_len);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(data);
+            Ok((deflate_block(level, dict, data)?, crc))
+        };
+        let (tx, rx) = sync_channel(1);
+        if rayon::current_thread_index().is_some() {
+            // On a pool thread, blocking on our own jobs could starve the pool: work inline.
+            let _ = tx.send(work());
+        } else {
+            rayon::spawn(move || {
+                // The receiver is gone only if the encoder was dropped mid-stream.
+                let _ = tx.send(work());
+            });
+        }
+        self.pending.push_back(rx);
+        self.collect(false)
+    }
+
+    /// Writes finished blocks in order; waits while too many are outstanding (or for all).
+    fn collect(&mut self, all: bool) -> io::Result<()> {
+        while let Some(front) = self.pending.front() {
+            let wait = all || self.pending.len() > self.max_in_flight;
+            let result = if wait {
+                front
+                    .recv()
+                    .map_err(|_| io::Error::other("gzip worker died"))?
+            } else {
+                match front.try_recv() {
+                    Ok(r) => r,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(io::Error::other("gzip worker died"));
+                    }
+                }
+            };
+            self.pending.pop_front();
+            let (bytes, crc) = result?;
             self.crc.combine(&crc);
             self.out()?.write_all(&bytes)?;
         }
-        // Keep only the last 32 KiB of compressed input as the next block's dictionary.
-        let keep_from = end.saturating_sub(DICT_SIZE);
-        self.buf.drain(..keep_from);
-        self.dict_len = self.buf.len();
         Ok(())
     }
 
     /// Compresses what is left, writes the final block and trailer, and returns the sink.
     pub(crate) fn finish(mut self) -> io::Result<W> {
-        self.flush_blocks(true)?;
+        self.submit()?;
+        self.collect(true)?;
         let crc = self.crc.clone().finalize();
         // ISIZE is the input length modulo 2^32 (RFC 1952).
         let isize = (self.total_in & 0xffff_ffff) as u32;
@@ -132,20 +153,21 @@ impl<W: Write> ParallelGzEncoder<W> {
 
 impl<W: Write> Write for ParallelGzEncoder<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let batch_bytes = self.batch_blocks * BLOCK_SIZE;
-        let room = (self.dict_len + batch_bytes).saturating_sub(self.buf.len());
-        let n = data.len().min(room.max(1));
+        // Blocks are cut at fixed input offsets, whatever the sizes of the writes.
+        let room = self.dict_len + BLOCK_SIZE - self.buf.len();
+        let n = data.len().min(room);
         self.buf.extend_from_slice(&data[..n]);
         self.total_in += n as u64;
-        if self.buf.len() - self.dict_len >= batch_bytes {
-            self.flush_blocks(false)?;
+        if self.buf.len() - self.dict_len == BLOCK_SIZE {
+            self.submit()?;
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // Flushing mid-stream would cut a short block and make the output depend on when the
-        // caller flushed; only the underlying sink is flushed.
+        // Cutting a short block here would make the output depend on when the caller
+        // flushed; only finished blocks and the underlying sink are flushed.
+        self.collect(false)?;
         self.out()?.flush()
     }
 }

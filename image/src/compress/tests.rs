@@ -176,3 +176,22 @@ fn corrupt_gzip_is_an_error_not_a_panic() {
             .is_err()
     );
 }
+
+#[test]
+fn output_does_not_depend_on_write_sizes_or_flushes() {
+    let data = sample(1_500_000);
+    for c in [Compression::DEFAULT_GZIP, Compression::DEFAULT_ZSTD] {
+        let (reference, _) = run(&data, c, 2);
+        for chunk in [1_000, 512, 300_000, 1 << 21] {
+            let mut w = CompressWriter::with_threads(Vec::new(), c, 2).unwrap();
+            for (i, piece) in data.chunks(chunk).enumerate() {
+                w.write_all(piece).unwrap();
+                if i % 7 == 3 {
+                    w.flush().unwrap();
+                }
+            }
+            let (blob, _) = w.finish().unwrap();
+            assert_eq!(blob, reference, "{c:?} chunk {chunk}");
+        }
+    }
+}

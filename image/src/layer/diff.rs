@@ -63,15 +63,23 @@ pub struct DiffOptions {
 impl DiffOptions {
     /// Options from the environment: `SOURCE_DATE_EPOCH` when set and not empty.
     pub fn from_env() -> Result<Self, DiffError> {
-        let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.is_empty() => Some(
-                v.trim()
-                    .parse::<i64>()
-                    .map_err(|_| DiffError::InvalidEpoch(v.clone()))?,
-            ),
-            _ => None,
-        };
-        Ok(Self { source_date_epoch })
+        let var = std::env::var("SOURCE_DATE_EPOCH").ok();
+        Ok(Self {
+            source_date_epoch: parse_epoch(var.as_deref())?,
+        })
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` as reproducible-builds.org defines it: unset or empty means none,
+/// anything else must be an integer number of seconds.
+fn parse_epoch(var: Option<&str>) -> Result<Option<i64>, DiffError> {
+    match var {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| DiffError::InvalidEpoch(v.to_owned())),
     }
 }
 
@@ -547,4 +555,23 @@ pub fn diff_overlay_upper<W: Write>(
     opts: &DiffOptions,
 ) -> Result<(W, DiffStats), DiffError> {
     run(Mode::Overlay, upper, None, out, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_parsing() {
+        assert_eq!(parse_epoch(None).unwrap(), None);
+        assert_eq!(parse_epoch(Some("")).unwrap(), None);
+        assert_eq!(
+            parse_epoch(Some("1700000000")).unwrap(),
+            Some(1_700_000_000)
+        );
+        assert!(matches!(
+            parse_epoch(Some("yesterday")),
+            Err(DiffError::InvalidEpoch(_))
+        ));
+    }
 }
