@@ -116,6 +116,16 @@ fn save_writes_docker_and_oci_layout_and_is_deterministic() {
         r#"{"imageLayoutVersion":"1.0.0"}"#
     );
 
+    // A repository without a tag saves every tag of it, as docker does.
+    let all = save(&store, &["app".into()], Vec::new()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&tar_file(&all, "manifest.json").unwrap()).unwrap();
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["app:1", "app:latest"])
+    );
+    assert_eq!(manifest.as_array().unwrap().len(), 1);
+
     // By id: no names anywhere.
     let by_id = save(&store, &[app.id.to_string()], Vec::new()).unwrap();
     let manifest: serde_json::Value =
@@ -484,4 +494,30 @@ fn bad_archives_leave_the_store_unchanged() {
     // And the good archive still loads afterwards.
     load(&store, good.as_slice()).unwrap();
     assert_eq!(store.resolve("app:1").unwrap().id, app.id);
+}
+
+#[test]
+fn concurrent_loads_into_one_store_all_succeed() {
+    let (_a, src) = new_store();
+    two_images(&src);
+    let data = save(&src, &["app".into(), "busybox".into()], Vec::new()).unwrap();
+    let (_b, dst) = new_store();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| load(&dst, data.as_slice())))
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap().images.len(), 2);
+        }
+    });
+    let rows = dst.list().unwrap();
+    assert_eq!(rows.len(), 3, "app:1, app:latest, busybox:latest");
+    // Every blob is referenced: nothing to prune.
+    assert!(
+        dst.store()
+            .prune(&Default::default(), None)
+            .unwrap()
+            .deleted
+            .is_empty()
+    );
 }

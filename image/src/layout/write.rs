@@ -60,54 +60,82 @@ pub struct ExportImage {
     pub names: Vec<String>,
 }
 
-/// Resolves what to export: a name exports the image under that name, an id exports it
-/// unnamed. Asking twice for one image merges the names.
+/// Resolves what to export: a name exports the image under that name, a repository without
+/// a tag every tag of it (as `docker save` does), an id the image unnamed. Asking twice for
+/// one image merges the names.
 pub fn plan(store: &ImageStore, names: &[String]) -> Result<Vec<ExportImage>, ExportError> {
     if names.is_empty() {
         return Err(ExportError::NoImages);
     }
     let mut out: Vec<ExportImage> = Vec::new();
-    for name in names {
-        let image = store.resolve(name)?;
-        let as_tag = match parse_reference(name) {
-            Ok(Reference::Tag { .. }) => normalize_tag(name).ok(),
-            _ => None,
-        }
-        .filter(|t| image.tags.contains(t));
-        let size = store.store().content().info(&image.manifest_digest)?.size;
-        let mut manifest = Descriptor::new(
-            image.manifest.media_type(),
-            image.manifest_digest.clone(),
-            size,
-        );
-        manifest.platform = Some(crate::oci::Platform {
-            architecture: image.config.architecture.clone(),
-            os: image.config.os.clone(),
-            variant: image.config.variant.clone(),
-            ..Default::default()
-        });
-        let entry = match out
-            .iter_mut()
-            .find(|e| e.manifest.digest == image.manifest_digest)
-        {
-            Some(entry) => entry,
-            None => {
-                out.push(ExportImage {
-                    manifest,
-                    config: image.manifest.config.clone(),
-                    layers: image.manifest.layers.clone(),
-                    names: Vec::new(),
-                });
-                out.last_mut().expect("just pushed")
+    for requested in names {
+        for name in expand_repository(store, requested)? {
+            let image = store.resolve(&name)?;
+            let as_tag = match parse_reference(&name) {
+                Ok(Reference::Tag { .. }) => normalize_tag(&name).ok(),
+                _ => None,
             }
-        };
-        if let Some(tag) = as_tag
-            && !entry.names.contains(&tag)
-        {
-            entry.names.push(tag);
+            .filter(|t| image.tags.contains(t));
+            let position = match out
+                .iter()
+                .position(|e| e.manifest.digest == image.manifest_digest)
+            {
+                Some(i) => i,
+                None => {
+                    let size = store.store().content().info(&image.manifest_digest)?.size;
+                    let mut manifest = Descriptor::new(
+                        image.manifest.media_type(),
+                        image.manifest_digest.clone(),
+                        size,
+                    );
+                    manifest.platform = Some(crate::oci::Platform {
+                        architecture: image.config.architecture.clone(),
+                        os: image.config.os.clone(),
+                        variant: image.config.variant.clone(),
+                        ..Default::default()
+                    });
+                    out.push(ExportImage {
+                        manifest,
+                        config: image.manifest.config.clone(),
+                        layers: image.manifest.layers.clone(),
+                        names: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            let entry = &mut out[position];
+            if let Some(tag) = as_tag
+                && !entry.names.contains(&tag)
+            {
+                entry.names.push(tag);
+            }
         }
     }
     Ok(out)
+}
+
+/// `app` (no tag, no digest) → every stored `app:*` tag; anything else as it is.
+fn expand_repository(store: &ImageStore, name: &str) -> Result<Vec<String>, ExportError> {
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let explicit = name[last_slash..].contains(':') || name.contains('@');
+    let repository = match parse_reference(name) {
+        Ok(reference) if !explicit => reference.repository().to_owned(),
+        _ => return Ok(vec![name.to_owned()]),
+    };
+    let tags: Vec<String> = store
+        .store()
+        .meta()
+        .list_tags()
+        .map_err(LocalError::from)?
+        .into_iter()
+        .map(|(tag, _)| tag)
+        .filter(|tag| split_tag(tag).0 == repository)
+        .collect();
+    Ok(if tags.is_empty() {
+        vec![name.to_owned()]
+    } else {
+        tags
+    })
 }
 
 /// Writes an OCI layout for `images` into `dir` (created if missing). Blobs already there
