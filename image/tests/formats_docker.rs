@@ -1,7 +1,7 @@
 //! Against a real Docker daemon: `save` → `docker load` → `docker run`, and `docker save` →
 //! `load` with ids and diffIDs unchanged. The test starts its own `dockerd` (private data
 //! root and socket, no networking) and stops it afterwards; it needs root and the packages
-//! `docker.io` and `busybox-static`, which `scripts/setup.sh` installs.
+//! `docker.io` and `busybox-static`, which `scripts/deps.sh` installs.
 
 mod formats_support;
 
@@ -14,7 +14,7 @@ use rbuild_cache::Digest;
 use rbuild_image::archive::{load, save};
 use rbuild_image::local::{ImportOptions, import_rootfs};
 
-/// A `dockerd` of our own; killed (by its pid) when dropped.
+/// A `dockerd` of our own; stopped (by its pid) when dropped.
 struct Dockerd {
     child: Child,
     socket: PathBuf,
@@ -43,7 +43,7 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start dockerd ({e}): install docker.io with scripts/setup.sh")
+                panic!("cannot start dockerd ({e}): install docker.io with scripts/deps.sh")
             });
         let daemon = Dockerd { child, socket };
         // Startup takes seconds; wait for the API rather than guessing a delay.
@@ -65,7 +65,7 @@ impl Dockerd {
             .arg(format!("unix://{}", self.socket.display()))
             .args(args)
             .output()
-            .expect("cannot run the docker client: install docker.io with scripts/setup.sh")
+            .expect("cannot run the docker client: install docker.io with scripts/deps.sh")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -81,6 +81,18 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
+        // SIGTERM lets dockerd stop the containerd it started; SIGKILL only if it hangs.
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -89,7 +101,7 @@ impl Drop for Dockerd {
 /// A root filesystem with a static busybox as `/bin/sh`.
 fn busybox_rootfs() -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox")
-        .expect("/bin/busybox missing: install busybox-static with scripts/setup.sh");
+        .expect("/bin/busybox missing: install busybox-static with scripts/deps.sh");
     let mut builder = tar::Builder::new(Vec::new());
     let mut dir = tar::Header::new_ustar();
     dir.set_entry_type(tar::EntryType::Directory);

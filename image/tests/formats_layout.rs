@@ -101,13 +101,13 @@ fn layout_tar_roundtrip_and_missing_blob() {
     assert!(read_dir(&third, &dir.path().join("absent")).is_err());
 }
 
-/// Runs a tool that the test set-up (`scripts/setup.sh`) installs; a missing tool fails the
+/// Runs a tool that the test set-up (`scripts/deps.sh`) installs; a missing tool fails the
 /// test with a message saying so.
 fn run(tool: &str, args: &[&str]) -> String {
     let output = Command::new(tool)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool} ({e}): install it with scripts/setup.sh (apt-get install skopeo umoci oci-image-tool)"));
+        .unwrap_or_else(|e| panic!("cannot run {tool} ({e}): install it with scripts/deps.sh (apt-get install skopeo umoci oci-image-tool)"));
     assert!(
         output.status.success(),
         "{tool} {args:?} failed: {}",
