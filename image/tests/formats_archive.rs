@@ -438,6 +438,9 @@ fn bad_archives_leave_the_store_unchanged() {
         ("no manifest", tar_of(&[("hello.txt", b"hi")]), |e| {
             matches!(e, LoadError::NoManifest)
         }),
+        ("no images", tar_of(&[("manifest.json", b"[]")]), |e| {
+            matches!(e, LoadError::NoImages)
+        }),
         ("truncated", good[..good.len() / 2].to_vec(), |e| {
             matches!(e, LoadError::Truncated { .. } | LoadError::NoEndMarker)
         }),

@@ -49,6 +49,9 @@ impl Collector<'_> {
         } else {
             return Err(LoadError::NoManifest);
         };
+        if images.is_empty() {
+            return Err(LoadError::NoImages);
+        }
         let mut checked = BTreeMap::new();
         for image in &images {
             self.check_diff_ids(&image.manifest, &mut checked)?;

@@ -40,6 +40,8 @@ pub enum LoadError {
     Decompress(#[source] CompressError),
     #[error("not an image archive: no manifest.json or index.json")]
     NoManifest,
+    #[error("archive contains no images")]
+    NoImages,
     #[error("invalid {path}")]
     Document {
         path: String,
