@@ -500,6 +500,27 @@ fn bad_archives_leave_the_store_unchanged() {
 }
 
 #[test]
+fn zstd_layers_roundtrip_with_diff_ids_checked() {
+    let (_a, src) = new_store();
+    let rootfs = tar_of(&[("etc/hostname", b"zstd\n")]);
+    let options = rbuild_image::local::ImportOptions {
+        compression: rbuild_image::compress::Compression::DEFAULT_ZSTD,
+        created: Some(0),
+        ..Default::default()
+    };
+    let img =
+        rbuild_image::local::import_rootfs(&src, rootfs.as_slice(), Some("z:1"), &options).unwrap();
+    let layer = &src.resolve("z:1").unwrap().manifest.layers[0];
+    assert_eq!(layer.media_type, media::OCI_LAYER_ZSTD);
+    let data = save(&src, &["z:1".into()], Vec::new()).unwrap();
+    let (_b, dst) = new_store();
+    load(&dst, data.as_slice()).unwrap();
+    let back = dst.resolve("z:1").unwrap();
+    assert_eq!((back.id, back.manifest_digest), (img.id, img.manifest));
+    assert_eq!(back.config.rootfs.diff_ids, [Digest::sha256_of(&rootfs)]);
+}
+
+#[test]
 fn concurrent_loads_into_one_store_all_succeed() {
     let (_a, src) = new_store();
     two_images(&src);

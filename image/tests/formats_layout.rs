@@ -216,3 +216,31 @@ fn oci_image_tool_validates_the_layout() {
         .unwrap();
     assert!(!status.status.success());
 }
+
+#[test]
+fn reads_a_layout_written_by_skopeo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _out) = layout_for_tools(dir.path());
+    let archive = dir.path().join("saved.tar");
+    save(
+        &store,
+        &["app:1".into()],
+        std::fs::File::create(&archive).unwrap(),
+    )
+    .unwrap();
+    let copied = dir.path().join("copied");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &format!("docker-archive:{}", archive.display()),
+            &format!("oci:{}:copied", copied.display()),
+        ],
+    );
+    let (_d, fresh) = new_store();
+    let report = read_dir(&fresh, &copied).unwrap();
+    assert_eq!(report.images.len(), 1);
+    // skopeo names it by tag only, which names nothing; the image itself is the same.
+    assert!(report.images[0].tags.is_empty());
+    assert_eq!(report.images[0].id, store.resolve("app:1").unwrap().id);
+}
