@@ -1,0 +1,201 @@
+//! Parallel gzip in the style of pigz: the input is cut into fixed-size blocks, each block is
+//! compressed on rayon as an independent raw-deflate stream (primed with the previous 32 KiB of
+//! input as dictionary) ending in a sync flush, and the pieces are concatenated into one gzip
+//! member. The block size is a constant, so the output never depends on the thread count.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
+
+use flate2::{Compress, FlushCompress, Status};
+
+/// Input bytes per independently compressed block (pigz uses 128 KiB too).
+const BLOCK_SIZE: usize = 128 * 1024;
+/// Deflate's window: the dictionary handed to each block is this much of the preceding input.
+const DICT_SIZE: usize = 32 * 1024;
+/// A final, empty, fixed-Huffman deflate block: BFINAL=1, BTYPE=01, end-of-block code.
+const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// The result of one block: its deflate bytes and the CRC of its input.
+type BlockResult = io::Result<(Vec<u8>, crc32fast::Hasher)>;
+
+/// Streaming parallel gzip encoder; call [`ParallelGzEncoder::finish`] to write the trailer.
+///
+/// Each full block is handed to rayon at once and its result collected in order, with up to
+/// `max_in_flight` blocks outstanding: no batch barrier, so one slow block never idles the
+/// other threads.
+#[derive(Debug)]
+pub(crate) struct ParallelGzEncoder<W: Write> {
+    out: Option<W>,
+    level: u32,
+    max_in_flight: usize,
+    /// The dictionary tail of already-submitted input, then the block being filled.
+    buf: Vec<u8>,
+    /// How many leading bytes of `buf` are dictionary only.
+    dict_len: usize,
+    pending: VecDeque<Receiver<BlockResult>>,
+    crc: crc32fast::Hasher,
+    total_in: u64,
+    header_written: bool,
+}
+
+impl<W: Write> ParallelGzEncoder<W> {
+    pub(crate) fn new(out: W, level: u32, threads: usize) -> Self {
+        Self {
+            out: Some(out),
+            level: level.min(9),
+            max_in_flight: threads.max(1) * 4,
+            buf: Vec::with_capacity(DICT_SIZE + BLOCK_SIZE),
+            dict_len: 0,
+            pending: VecDeque::new(),
+            crc: crc32fast::Hasher::new(),
+            total_in: 0,
+            header_written: false,
+        }
+    }
+
+    fn out(&mut self) -> io::Result<&mut W> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("gzip encoder already finished"))
+    }
+
+    fn write_header(&mut self) -> io::Result<()> {
+        if self.header_written {
+            return Ok(());
+        }
+        // XFL follows RFC 1952: 2 = slowest/best, 4 = fastest. No name, no mtime, OS unknown,
+        // so the header is the same on every machine.
+        let xfl = match self.level {
+            9 => 2,
+            0 | 1 => 4,
+            _ => 0,
+        };
+        let header = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 0xff];
+        self.out()?.write_all(&header)?;
+        self.header_written = true;
+        Ok(())
+    }
+
+    /// Hands the block in `buf` to a worker and keeps its last 32 KiB as the next dictionary.
+    fn submit(&mut self) -> io::Result<()> {
+        self.write_header()?;
+        if self.buf.len() == self.dict_len {
+            return Ok(());
+        }
+        let mut next = Vec::with_capacity(DICT_SIZE + BLOCK_SIZE);
+        next.extend_from_slice(&self.buf[self.buf.len().saturating_sub(DICT_SIZE)..]);
+        let job = std::mem::replace(&mut self.buf, next);
+        let dict_len = std::mem::replace(&mut self.dict_len, self.buf.len());
+        let level = self.level;
+        let work = move || -> BlockResult {
+            let (dict, data) = job.split_at(dict_len);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(data);
+            Ok((deflate_block(level, dict, data)?, crc))
+        };
+        let (tx, rx) = sync_channel(1);
+        if rayon::current_thread_index().is_some() {
+            // On a pool thread, blocking on our own jobs could starve the pool: work inline.
+            let _ = tx.send(work());
+        } else {
+            rayon::spawn(move || {
+                // The receiver is gone only if the encoder was dropped mid-stream.
+                let _ = tx.send(work());
+            });
+        }
+        self.pending.push_back(rx);
+        self.collect(false)
+    }
+
+    /// Writes finished blocks in order; waits while too many are outstanding (or for all).
+    fn collect(&mut self, all: bool) -> io::Result<()> {
+        while let Some(front) = self.pending.front() {
+            let wait = all || self.pending.len() > self.max_in_flight;
+            let result = if wait {
+                front
+                    .recv()
+                    .map_err(|_| io::Error::other("gzip worker died"))?
+            } else {
+                match front.try_recv() {
+                    Ok(r) => r,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(io::Error::other("gzip worker died"));
+                    }
+                }
+            };
+            self.pending.pop_front();
+            let (bytes, crc) = result?;
+            self.crc.combine(&crc);
+            self.out()?.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Compresses what is left, writes the final block and trailer, and returns the sink.
+    pub(crate) fn finish(mut self) -> io::Result<W> {
+        self.submit()?;
+        self.collect(true)?;
+        let crc = self.crc.clone().finalize();
+        // ISIZE is the input length modulo 2^32 (RFC 1952).
+        let isize = (self.total_in & 0xffff_ffff) as u32;
+        let out = self.out()?;
+        out.write_all(&FINAL_EMPTY_BLOCK)?;
+        out.write_all(&crc.to_le_bytes())?;
+        out.write_all(&isize.to_le_bytes())?;
+        out.flush()?;
+        self.out
+            .take()
+            .ok_or_else(|| io::Error::other("gzip encoder already finished"))
+    }
+}
+
+impl<W: Write> Write for ParallelGzEncoder<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // Blocks are cut at fixed input offsets, whatever the sizes of the writes.
+        let room = self.dict_len + BLOCK_SIZE - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        self.total_in += n as u64;
+        if self.buf.len() - self.dict_len == BLOCK_SIZE {
+            self.submit()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Cutting a short block here would make the output depend on when the caller
+        // flushed; only finished blocks and the underlying sink are flushed.
+        self.collect(false)?;
+        self.out()?.flush()
+    }
+}
+
+/// Raw-deflates `data` with `dict` as preset dictionary, ending byte-aligned with a sync flush
+/// (never a final block), so independently compressed blocks can be concatenated.
+fn deflate_block(level: u32, dict: &[u8], data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut c = Compress::new(flate2::Compression::new(level), false);
+    if !dict.is_empty() {
+        c.set_dictionary(dict).map_err(io::Error::other)?;
+    }
+    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    let mut pos = 0usize;
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(4096));
+        }
+        let before = c.total_in();
+        let status = c
+            .compress_vec(&data[pos..], &mut out, FlushCompress::Sync)
+            .map_err(io::Error::other)?;
+        pos += (c.total_in() - before) as usize;
+        if status == Status::StreamEnd {
+            return Err(io::Error::other("deflate ended a non-final block"));
+        }
+        // zlib's contract: the sync flush is complete once it returns with output space left.
+        if pos == data.len() && out.len() < out.capacity() {
+            return Ok(out);
+        }
+    }
+}
