@@ -1,0 +1,6 @@
+//! Shared fixtures for the registry integration tests.
+#![allow(dead_code)]
+
+pub mod fake;
+pub mod registry;
+pub mod synth;
