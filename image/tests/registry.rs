@@ -324,6 +324,7 @@ async fn htpasswd_registry_with_credentials_from_docker_config() {
     let img = synth::image(&*src, "authed", "amd64", false);
     let r = reference(&registry.host(), "private/app:1");
     let c = RegistryClient::new(config(), Arc::new(DockerConfig::at(&cfg))).unwrap();
+    c.ping(&registry.host()).await.unwrap();
     c.push_image(&r, &img.manifest_digest, &src, None)
         .await
         .unwrap();
@@ -440,6 +441,8 @@ async fn docker_hub_mirrors_are_tried_in_order() {
             dead_url.parse().unwrap(),
             format!("http://{}", registry.host()).parse().unwrap(),
         ],
+        // Docker Hub itself is never contacted from tests.
+        hub_fallback: false,
         ..config()
     })
     .unwrap();

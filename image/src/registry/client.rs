@@ -24,6 +24,9 @@ pub struct RegistryConfig {
     pub insecure: Vec<String>,
     /// Mirrors of Docker Hub, tried in order before it for pulls.
     pub mirrors: Vec<Url>,
+    /// Whether pulls from Docker Hub fall back to Docker Hub itself when every mirror
+    /// failed. Air-gapped setups (and tests) turn this off.
+    pub hub_fallback: bool,
     pub retry: RetryPolicy,
     /// Blobs larger than this are uploaded in chunks of `chunk_size` bytes.
     pub chunk_threshold: u64,
@@ -38,6 +41,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             insecure: Vec::new(),
             mirrors: Vec::new(),
+            hub_fallback: true,
             retry: RetryPolicy::default(),
             chunk_threshold: 64 << 20,
             chunk_size: 16 << 20,
@@ -215,8 +219,26 @@ impl RegistryClient {
                 });
             }
         }
-        out.push(self.origin(reference)?);
+        if out.is_empty() || reference.registry() != DOCKER_HUB || self.inner.config.hub_fallback {
+            out.push(self.origin(reference)?);
+        }
         Ok(out)
+    }
+
+    /// Checks that `registry` answers the API and accepts our credentials (what
+    /// `docker login` does before saving them).
+    pub async fn ping(&self, registry: &str) -> Result<(), RegistryError> {
+        // Any repository will do to build the endpoint; only `/v2/` is requested.
+        let reference = Reference::parse(&format!("{registry}/ping"))
+            .map_err(|_| RegistryError::InvalidUrl(registry.to_owned()))?;
+        let ep = self.origin(&reference)?;
+        let url = ep.url("v2/")?;
+        let resp = self.send(&ep, &Request::new(Method::GET, url, &[])).await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let what = format!("{registry}/v2/");
+        Err(status_error(resp, "login", Subject::Other(&reference, &what)).await)
     }
 
     fn count(&self, method: &Method) {
@@ -337,9 +359,13 @@ pub(crate) async fn status_error(
                 _ if status == StatusCode::UNAUTHORIZED => "unauthorized".to_owned(),
                 _ => "denied".to_owned(),
             };
+            let name = match subject {
+                Subject::Other(r, _) if action == "login" => r.registry().to_owned(),
+                _ => reference.name(),
+            };
             RegistryError::AccessDenied {
                 action,
-                name: reference.name(),
+                name,
                 reason,
             }
         }

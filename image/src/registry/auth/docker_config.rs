@@ -90,13 +90,7 @@ impl DockerConfig {
             return Ok(None);
         };
         let key = auth_key(registry);
-        let helper_name = root
-            .get("credHelpers")
-            .and_then(|h| h.get(&key).or_else(|| h.get(registry)))
-            .or_else(|| root.get("credsStore"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        if let Some(name) = helper_name {
+        if let Some(name) = helper_for(&root, &key, registry) {
             return Ok(helper::get(name, &key)?.map(HelperCredentials::into_credentials));
         }
         let Some(auths) = root.get("auths").and_then(Value::as_object) else {
@@ -218,9 +212,11 @@ fn write_config(path: &Path, root: &Map<String, Value>) -> Result<(), AuthError>
     Ok(())
 }
 
-fn helper_for<'a>(root: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+/// The credential helper for a registry: its `credHelpers` entry (under its auth key or
+/// its plain name), else `credsStore`.
+fn helper_for<'a>(root: &'a Map<String, Value>, key: &str, registry: &str) -> Option<&'a str> {
     root.get("credHelpers")
-        .and_then(|h| h.get(key))
+        .and_then(|h| h.get(key).or_else(|| h.get(registry)))
         .or_else(|| root.get("credsStore"))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
@@ -231,7 +227,7 @@ fn helper_for<'a>(root: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 pub fn login(path: &Path, registry: &str, username: &str, password: &str) -> Result<(), AuthError> {
     let mut root = read_config(path)?.unwrap_or_default();
     let key = auth_key(registry);
-    if let Some(name) = helper_for(&root, &key) {
+    if let Some(name) = helper_for(&root, &key, registry) {
         helper::store(name, &key, username, password)?;
         // docker leaves an empty marker in auths so `docker info` lists the registry.
         auths_mut(path, &mut root)?.insert(key, Value::Object(Map::new()));
@@ -251,7 +247,7 @@ pub fn logout(path: &Path, registry: &str) -> Result<bool, AuthError> {
     };
     let key = auth_key(registry);
     let mut removed = false;
-    if let Some(name) = helper_for(&root, &key) {
+    if let Some(name) = helper_for(&root, &key, registry) {
         removed |= helper::erase(name, &key)?;
     }
     if let Some(auths) = root.get_mut("auths").and_then(Value::as_object_mut) {
@@ -391,6 +387,24 @@ mod tests {
         );
         assert!(logout(&p, "index.docker.io").unwrap());
         assert!(!logout(&dir.path().join("absent.json"), "x").unwrap());
+    }
+
+    #[test]
+    fn helper_precedence() {
+        let root: Map<String, Value> = serde_json::from_str(
+            r#"{"credsStore":"desktop","credHelpers":{"gcr.io":"gcloud","https://index.docker.io/v1/":"hub"}}"#,
+        )
+        .unwrap();
+        assert_eq!(helper_for(&root, "gcr.io", "gcr.io"), Some("gcloud"));
+        assert_eq!(
+            helper_for(&root, DOCKER_HUB_AUTH_KEY, "docker.io"),
+            Some("hub")
+        );
+        assert_eq!(helper_for(&root, "other:1", "other:1"), Some("desktop"));
+        let root: Map<String, Value> =
+            serde_json::from_str(r#"{"credsStore":"","credHelpers":{"a":"x"}}"#).unwrap();
+        assert_eq!(helper_for(&root, "b", "b"), None);
+        assert_eq!(helper_for(&root, "a", "a"), Some("x"));
     }
 
     #[test]
