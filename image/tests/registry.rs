@@ -5,6 +5,7 @@ mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -380,6 +381,37 @@ async fn credential_helper_on_path_and_docker_config_env() {
             DockerConfig::from_env().lookup("127.0.0.1:1").unwrap(),
             None
         );
+
+        // login/logout go through the helper and keep config.json free of secrets.
+        let cfg = auth::default_config_path().unwrap();
+        assert_eq!(
+            cfg,
+            Path::new(&std::env::var_os("DOCKER_CONFIG").unwrap()).join("config.json")
+        );
+        auth::login(&cfg, "other.example:5000", "someone", "pw-xyz").unwrap();
+        let stored = std::env::var_os("RBUILD_HELPER_STORE").unwrap();
+        let seen = fs::read_to_string(&stored).unwrap();
+        assert!(
+            seen.contains("pw-xyz") && seen.contains("other.example:5000"),
+            "{seen}"
+        );
+        let text = fs::read_to_string(&cfg).unwrap();
+        assert!(
+            text.contains("other.example:5000") && !text.contains("pw-xyz"),
+            "{text}"
+        );
+        assert!(text.contains("rbtest"), "{text}");
+        assert!(auth::logout(&cfg, "other.example:5000").unwrap());
+        assert!(
+            fs::read_to_string(&stored)
+                .unwrap()
+                .contains("erased other.example:5000")
+        );
+        assert!(
+            !fs::read_to_string(&cfg)
+                .unwrap()
+                .contains("other.example:5000")
+        );
         return;
     }
     assert!(
@@ -394,7 +426,10 @@ async fn credential_helper_on_path_and_docker_config_env() {
     fs::write(
         &helper,
         format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\n\
+            "#!/bin/sh\n\
+             if [ \"$1\" = store ]; then cat >> \"$RBUILD_HELPER_STORE\"; exit 0; fi\n\
+             if [ \"$1\" = erase ]; then read s; echo \"erased $s\" >> \"$RBUILD_HELPER_STORE\"; exit 0; fi\n\
+             [ \"$1\" = get ] || exit 2\nread server\n\
              if [ \"$server\" = \"{host}\" ]; then\n\
              printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n\
              exit 0\nfi\necho 'credentials not found in native keychain'\nexit 1\n",
@@ -417,6 +452,10 @@ async fn credential_helper_on_path_and_docker_config_env() {
             ("PATH", path.as_os_str()),
             ("DOCKER_CONFIG", cfg_dir.as_os_str()),
             ("RBUILD_REGISTRY_TEST_HOST", std::ffi::OsStr::new(&host)),
+            (
+                "RBUILD_HELPER_STORE",
+                dir.path().join("helper-store").as_os_str(),
+            ),
         ],
     );
 }
@@ -656,4 +695,48 @@ fn digest_reference_verifies_the_manifest() {
         let err = client().fetch_manifest(&r).await.unwrap_err();
         assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
     });
+}
+
+#[tokio::test]
+async fn identity_token_is_exchanged_and_expired_tokens_are_renewed() {
+    let token_hits = Arc::new(AtomicUsize::new(0));
+    let hits = Arc::clone(&token_hits);
+    let realm_host = Arc::new(std::sync::OnceLock::<String>::new());
+    let realm = Arc::clone(&realm_host);
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"x","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#.to_vec();
+    let m = manifest.clone();
+    let server = FakeServer::start(move |req| {
+        if req.path == "/token" {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let body = String::from_utf8_lossy(&req.body);
+            let ok = req.method == "POST"
+                && body.contains("grant_type=refresh_token")
+                && body.contains("refresh_token=rt-1")
+                && body.contains("service=svc");
+            // A token that is stale at once, so every request needs a fresh one.
+            return if ok {
+                FakeResponse::new(200, r#"{"access_token":"acc-9","expires_in":0}"#)
+            } else {
+                FakeResponse::new(403, "")
+            };
+        }
+        if req.headers.get("authorization").map(String::as_str) != Some("Bearer acc-9") {
+            let challenge = format!(
+                r#"Bearer realm="http://{}/token",service="svc""#,
+                realm.get().unwrap()
+            );
+            return FakeResponse::new(401, "").header("WWW-Authenticate", &challenge);
+        }
+        FakeResponse::new(200, m.clone()).header("Content-Type", synth::OCI_MANIFEST)
+    })
+    .await;
+    realm_host.set(server.host()).unwrap();
+    let creds =
+        StaticCredentials::new().with(&server.host(), Credentials::IdentityToken("rt-1".into()));
+    let c = RegistryClient::new(config(), Arc::new(creds)).unwrap();
+    let r = reference(&server.host(), "x");
+    for _ in 0..2 {
+        assert_eq!(c.fetch_manifest(&r).await.unwrap().bytes, manifest);
+    }
+    assert_eq!(token_hits.load(Ordering::SeqCst), 2);
 }

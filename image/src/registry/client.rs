@@ -261,6 +261,9 @@ impl RegistryClient {
         let policy = &self.inner.config.retry;
         let mut attempt = 0u32;
         let mut answered_challenge = false;
+        // The answer to a challenge is used as is for the retry: a token may already count
+        // as expired in the cache (short lifetimes) and must still be presented once.
+        let mut fresh_auth: Option<String> = None;
         loop {
             attempt += 1;
             let mut builder = self
@@ -268,7 +271,10 @@ impl RegistryClient {
                 .http
                 .request(req.method.clone(), req.url.clone())
                 .headers(req.headers.clone());
-            if let Some(auth) = self.inner.auth.cached(&ep.host, req.scopes) {
+            if let Some(auth) = fresh_auth
+                .clone()
+                .or_else(|| self.inner.auth.cached(&ep.host, req.scopes))
+            {
                 builder = builder.header(reqwest::header::AUTHORIZATION, auth);
             }
             builder = match &req.body {
@@ -311,7 +317,8 @@ impl RegistryClient {
                             source,
                         })?;
                     if answer.is_some() {
-                        // The answer is cached; this retry does not use up an attempt.
+                        // This retry does not use up an attempt.
+                        fresh_auth = answer;
                         attempt -= 1;
                         continue;
                     }
