@@ -325,8 +325,13 @@ impl RegistryClient {
                 }
                 return Ok(resp);
             }
+            let hint = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(RetryPolicy::parse_retry_after);
             if RetryPolicy::retryable_status(resp.status().as_u16())
-                && let Some(delay) = policy.delay_after(attempt)
+                && let Some(delay) = policy.delay_with_hint(attempt, hint)
             {
                 tokio::time::sleep(delay).await;
                 continue;

@@ -48,6 +48,21 @@ impl RetryPolicy {
         )
     }
 
+    /// Like [`delay_after`](Self::delay_after), but waits at least what the server asked
+    /// for in `Retry-After` (bounded by `max_delay`).
+    pub fn delay_with_hint(&self, attempt: u32, hint: Option<Duration>) -> Option<Duration> {
+        let delay = self.delay_after(attempt)?;
+        Some(match hint {
+            Some(h) => delay.max(h.min(self.max_delay)),
+            None => delay,
+        })
+    }
+
+    /// Parses a `Retry-After` value given in seconds (the HTTP-date form is ignored).
+    pub fn parse_retry_after(value: &str) -> Option<Duration> {
+        value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    }
+
     /// Whether a response status is worth retrying: server errors and rate limiting.
     /// 501 (not implemented) and 505 will not change by asking again.
     pub fn retryable_status(status: u16) -> bool {
@@ -106,6 +121,37 @@ mod tests {
             ..RetryPolicy::default()
         };
         assert_eq!(p.delay_after(1), None);
+    }
+
+    #[test]
+    fn retry_after_hint_is_honoured_within_bounds() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+        };
+        assert_eq!(p.delay_with_hint(1, None), Some(Duration::from_millis(100)));
+        assert_eq!(
+            p.delay_with_hint(1, Some(Duration::from_secs(2))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            p.delay_with_hint(1, Some(Duration::from_secs(3600))),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            p.delay_with_hint(2, Some(Duration::ZERO)),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(p.delay_with_hint(3, Some(Duration::from_secs(1))), None);
+        assert_eq!(
+            RetryPolicy::parse_retry_after(" 7 "),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            RetryPolicy::parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            None
+        );
     }
 
     #[test]
