@@ -17,8 +17,8 @@ use rbuild_image::registry::{
     BlobPush, Platform, Reference, RegistryClient, RegistryConfig, RegistryError, RetryPolicy,
 };
 
+use rbuild_image::registry::testing::{PASSWORD, TestRegistry, USER};
 use support::fake::{FakeResponse, FakeServer};
-use support::registry::{PASSWORD, TestRegistry, USER};
 use support::synth;
 
 fn store() -> (Arc<FsContentStore>, tempfile::TempDir) {
@@ -68,7 +68,7 @@ fn assert_has_image(store: &FsContentStore, img: &synth::SynthImage) {
 
 #[tokio::test]
 async fn push_then_pull_round_trip_keeps_digests() {
-    let registry = TestRegistry::start();
+    let registry = TestRegistry::start().expect("registry fixture");
     let (src, _d1) = store();
     for docker in [false, true] {
         let img = synth::image(&*src, &format!("round-{docker}"), "amd64", docker);
@@ -119,7 +119,7 @@ async fn push_then_pull_round_trip_keeps_digests() {
 
 #[tokio::test]
 async fn second_push_skips_existing_blobs_with_head() {
-    let registry = TestRegistry::start();
+    let registry = TestRegistry::start().expect("registry fixture");
     let (src, _d) = store();
     let img = synth::image(&*src, "skip", "amd64", false);
     let r = reference(&registry.host(), "synth/skip:latest");
@@ -144,7 +144,7 @@ async fn second_push_skips_existing_blobs_with_head() {
 
 #[tokio::test]
 async fn cross_repository_mount() {
-    let registry = TestRegistry::start();
+    let registry = TestRegistry::start().expect("registry fixture");
     let (src, _d) = store();
     let img = synth::image(&*src, "mount", "amd64", false);
     let c = client();
@@ -173,7 +173,7 @@ async fn cross_repository_mount() {
 
 #[tokio::test]
 async fn chunked_upload_above_threshold() {
-    let registry = TestRegistry::start();
+    let registry = TestRegistry::start().expect("registry fixture");
     let (src, _d) = store();
     let img = synth::image(&*src, "chunks", "amd64", false);
     let chunk_size = 7_000;
@@ -217,7 +217,7 @@ async fn chunked_upload_above_threshold() {
 
 #[tokio::test]
 async fn index_selects_this_platform() {
-    let registry = TestRegistry::start();
+    let registry = TestRegistry::start().expect("registry fixture");
     let (src, _d) = store();
     for docker in [false, true] {
         let amd = synth::image(&*src, &format!("idx-amd-{docker}"), "amd64", docker);
@@ -260,7 +260,7 @@ async fn index_selects_this_platform() {
 
 #[tokio::test]
 async fn unknown_manifest_error_names_the_image() {
-    let registry = TestRegistry::start();
+    let registry = TestRegistry::start().expect("registry fixture");
     let r = reference(&registry.host(), "nothing/here");
     let (dst, _d) = store();
     let err = client().pull_image(&r, &amd64(), &dst).await.unwrap_err();
@@ -272,7 +272,7 @@ async fn unknown_manifest_error_names_the_image() {
 
 #[tokio::test]
 async fn htpasswd_registry_refuses_anonymous_clients() {
-    let registry = TestRegistry::start_with_auth();
+    let registry = TestRegistry::start_with_auth().expect("registry fixture");
     let (src, _d) = store();
     let img = synth::image(&*src, "denied", "amd64", false);
     let r = reference(&registry.host(), "private/x:latest");
@@ -315,7 +315,7 @@ async fn htpasswd_registry_refuses_anonymous_clients() {
 
 #[tokio::test]
 async fn htpasswd_registry_with_credentials_from_docker_config() {
-    let registry = TestRegistry::start_with_auth();
+    let registry = TestRegistry::start_with_auth().expect("registry fixture");
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = cfg_dir.path().join("config.json");
     fs::write(&cfg, r#"{"auths":{},"detachKeys":"ctrl-x"}"#).unwrap();
@@ -418,7 +418,7 @@ async fn credential_helper_on_path_and_docker_config_env() {
         std::env::var_os("RBUILD_REGISTRY_TEST_CHILD").is_none(),
         "child started without a registry host"
     );
-    let registry = TestRegistry::start_with_auth();
+    let registry = TestRegistry::start_with_auth().expect("registry fixture");
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     fs::create_dir(&bin).unwrap();
@@ -462,7 +462,7 @@ async fn credential_helper_on_path_and_docker_config_env() {
 
 #[tokio::test]
 async fn docker_hub_mirrors_are_tried_in_order() {
-    let registry = TestRegistry::start();
+    let registry = TestRegistry::start().expect("registry fixture");
     let (src, _d) = store();
     let img = synth::image(&*src, "mirror", "amd64", false);
     // What a mirror of Docker Hub serves for `busybox`.

@@ -12,6 +12,8 @@ mod pull;
 mod push;
 pub mod reference;
 pub mod retry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use client::{RegistryClient, RegistryConfig};
 pub use error::RegistryError;

@@ -2,5 +2,4 @@
 #![allow(dead_code)]
 
 pub mod fake;
-pub mod registry;
 pub mod synth;
