@@ -107,10 +107,13 @@ async fn push_then_pull_round_trip_keeps_digests() {
         assert!(pulled.index.is_none());
         assert_has_image(&dst, &img);
 
-        // By digest too, and a streamed fetch into a plain sink.
+        // By digest too; layers already in the store are not fetched again (only the
+        // manifest and the config are).
         let by_digest = r.with_digest(img.manifest_digest.clone());
+        let gets = count(&c, "GET");
         let again = c.pull_image(&by_digest, &amd64(), &dst).await.unwrap();
         assert_eq!(again.manifest_digest, img.manifest_digest);
+        assert_eq!(count(&c, "GET") - gets, 2);
         let mut sink = Vec::new();
         c.fetch_blob(&r, &img.layers[1], &mut sink).await.unwrap();
         assert_eq!(Descriptor::of(&sink), img.layers[1]);
