@@ -8,5 +8,6 @@ pub mod layer;
 pub mod layout;
 pub mod local;
 pub mod oci;
+pub mod registry;
 
 pub use digest::Sha256Digest;

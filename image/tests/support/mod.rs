@@ -1,0 +1,5 @@
+//! Shared fixtures for the registry integration tests.
+#![allow(dead_code)]
+
+pub mod fake;
+pub mod synth;
