@@ -114,25 +114,35 @@ impl Layout {
             root: root.to_path_buf(),
         };
         let version_path = layout.version_file();
-        match fs::read_to_string(&version_path) {
-            Ok(found) => {
-                if found.trim() != LAYOUT_VERSION.to_string() {
-                    return Err(LayoutError::UnknownVersion {
-                        path: version_path,
-                        found: found.trim().to_owned(),
-                    });
+        // Two passes at most: when another process finishes creating the store between our
+        // read of the version file and our look at the directory, read its version instead.
+        for _ in 0..2 {
+            match fs::read_to_string(&version_path) {
+                Ok(found) => {
+                    if found.trim() != LAYOUT_VERSION.to_string() {
+                        return Err(LayoutError::UnknownVersion {
+                            path: version_path,
+                            found: found.trim().to_owned(),
+                        });
+                    }
+                    // Recreate directories someone may have removed by hand; cheap when present.
+                    layout.create_dirs()?;
+                    return Ok(layout);
                 }
-                // Recreate directories someone may have removed by hand; cheap when present.
-                layout.create_dirs()?;
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if layout.check_only_ours()? == VersionSeen::Yes {
+                        continue;
+                    }
+                    layout.create_dirs()?;
+                    layout.write_version()?;
+                    return Ok(layout);
+                }
+                Err(e) => return Err(LayoutError::io("read", &version_path)(e)),
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                layout.check_only_ours()?;
-                layout.create_dirs()?;
-                layout.write_version()?;
-            }
-            Err(e) => return Err(LayoutError::io("read", &version_path)(e)),
         }
-        Ok(layout)
+        Err(LayoutError::NotAStore {
+            path: layout.root.clone(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -198,12 +208,19 @@ impl Layout {
 
     /// Refuses to turn a directory with foreign files into a store; leftovers of an
     /// interrupted creation are fine.
-    fn check_only_ours(&self) -> Result<(), LayoutError> {
+    /// Refuses to turn a directory with foreign files into a store. The version file may
+    /// appear while we look (a concurrent first open): that is reported, not refused.
+    fn check_only_ours(&self) -> Result<VersionSeen, LayoutError> {
+        let mut seen = VersionSeen::No;
         let entries = fs::read_dir(&self.root).map_err(LayoutError::io("read", &self.root))?;
         for entry in entries {
             let entry = entry.map_err(LayoutError::io("read", &self.root))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
+            if name == VERSION_FILE {
+                seen = VersionSeen::Yes;
+                continue;
+            }
             let ours = [BLOBS_DIR, INGEST_DIR, META_DIR, LOCKS_DIR].contains(&name.as_ref())
                 || name.starts_with(VERSION_TMP_PREFIX);
             if !ours {
@@ -212,7 +229,7 @@ impl Layout {
                 });
             }
         }
-        Ok(())
+        Ok(seen)
     }
 
     fn write_version(&self) -> Result<(), LayoutError> {
@@ -228,6 +245,12 @@ impl Layout {
             .map_err(|e| LayoutError::io("write", &path)(e.error))?;
         sync_dir(&self.root).map_err(LayoutError::io("sync", &self.root))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VersionSeen {
+    Yes,
+    No,
 }
 
 /// Makes a rename or unlink inside `dir` durable.
