@@ -4,4 +4,14 @@
 //! Every syscall lives in [`sys`], behind small traits with recording fakes for unit tests;
 //! `unsafe` is denied everywhere else.
 
+pub mod container;
+mod init;
+pub mod rootfs;
+mod sandbox;
+mod spec;
 pub mod sys;
+pub mod user;
+
+pub use init::sandbox_init_main;
+pub use sandbox::{CancelHandle, ExitStatus, Helper, RunSpec, Sandbox, SandboxError, Stream};
+pub use spec::{DEFAULT_CAPABILITIES, DEFAULT_PATH, InitSpec, Message, Network, Rootfs};

@@ -1,0 +1,249 @@
+//! The sandbox helper: the entry point the caller starts (through [`crate::Helper`]) as a
+//! fresh, single-threaded process.
+//!
+//! 1. The *helper* reads its [`InitSpec`] from the inherited socket (fd 3), closes every
+//!    other inherited descriptor, blocks the signals it handles, unshares the namespaces and
+//!    forks. It stays outside, forwards SIGTERM/SIGINT, kills the sandbox if the caller goes
+//!    away (socket EOF) and exits with PID 1's status.
+//! 2. The child is *PID 1* of the new pid namespace: it dies with the helper
+//!    (`PR_SET_PDEATHSIG`), builds the container ([`setup_container`]), makes itself
+//!    non-dumpable, forks the command, forwards signals to it, reaps every zombie, reports
+//!    the command's status on the socket and exits — the kernel then kills whatever is
+//!    left in the namespace.
+//! 3. The command's process drops privileges and execs ([`exec_command`]).
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::container::{exec_command, namespace_flags, setup_container};
+use crate::spec::{InitSpec, Message, read_spec, write_message};
+use crate::sys::launch::{self, Forked};
+use crate::sys::{Namespaces, Process, RealSys};
+
+/// The descriptor the caller passes the socket on.
+pub(crate) const SPEC_FD: i32 = 3;
+/// Set by the caller so a helper started by hand explains itself instead of misbehaving.
+pub(crate) const SPEC_FD_ENV: &str = "RBUILD_SANDBOX_FD";
+
+/// Exit status when the sandbox could not be set up (as `docker run` uses 125).
+const SETUP_FAILED: i32 = 125;
+
+/// Signals the helper and PID 1 pass on to the command.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Entry point of the sandbox helper; the `rbuild` binary calls it from a hidden
+/// subcommand before starting any thread. Never returns.
+pub fn sandbox_init_main() -> ! {
+    let code = match helper_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rbuild sandbox init: {e}");
+            SETUP_FAILED
+        }
+    };
+    std::process::exit(code)
+}
+
+fn helper_main() -> io::Result<i32> {
+    if std::env::var(SPEC_FD_ENV).ok().as_deref() != Some("3") {
+        return Err(io::Error::other(
+            "not started by rbuild (this is an internal entry point)",
+        ));
+    }
+    let sock = UnixStream::from(launch::take_inherited_fd(SPEC_FD)?);
+    // Nothing the caller leaked may reach the sandbox.
+    launch::close_fds_from(SPEC_FD as u32 + 1)?;
+    let mut sock = sock;
+    let spec = read_spec(&mut sock)?;
+    match start(&spec, &sock) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            report(&sock, &Message::SetupFailed(e.to_string()));
+            Ok(SETUP_FAILED)
+        }
+    }
+}
+
+fn report(mut sock: &UnixStream, msg: &Message) {
+    // If the caller is gone there is nobody to tell.
+    let _ = write_message(&mut sock, msg);
+    let _ = sock.flush();
+}
+
+fn signal_fd() -> io::Result<SignalFd> {
+    let mut handled = FORWARDED.to_vec();
+    handled.push(Signal::SIGCHLD);
+    let mask = launch::block_signals(&handled)?;
+    Ok(SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?)
+}
+
+fn exit_code(status: WaitStatus) -> Option<(Option<i32>, Option<i32>, i32)> {
+    match status {
+        WaitStatus::Exited(_, code) => Some((Some(code), None, code)),
+        WaitStatus::Signaled(_, sig, _) => Some((None, Some(sig as i32), 128 + sig as i32)),
+        _ => None,
+    }
+}
+
+/// The helper: unshare, fork PID 1, supervise it.
+fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
+    let sfd = signal_fd()?;
+    RealSys
+        .unshare(namespace_flags(spec.network))
+        .map_err(io::Error::other)?;
+    // PID 1 polls this pipe once after PR_SET_PDEATHSIG to catch a helper that died first.
+    let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match launch::fork()? {
+        Forked::Child => {
+            drop(alive_w);
+            let code = pid1(spec, sock, &sfd, alive_r);
+            launch::exit_now(code)
+        }
+        Forked::Parent(child) => {
+            drop(alive_r);
+            let code = supervise(child, sock, &sfd);
+            drop(alive_w);
+            code
+        }
+    }
+}
+
+fn supervise(child: Pid, sock: &UnixStream, sfd: &SignalFd) -> io::Result<i32> {
+    let mut caller_alive = true;
+    loop {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if caller_alive {
+            fds.push(PollFd::new(sock.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let sock_ready = caller_alive && fds[1].any().unwrap_or(false);
+        let sig_ready = fds[0].any().unwrap_or(false);
+        drop(fds);
+        if sock_ready {
+            let mut byte = [0u8; 1];
+            let mut s = sock;
+            if matches!(s.read(&mut byte), Ok(0) | Err(_)) {
+                // The caller is gone: nobody can collect the output, kill the sandbox.
+                caller_alive = false;
+                let _ = kill(child, Signal::SIGKILL);
+            }
+        }
+        if sig_ready && let Some(info) = sfd.read_signal()? {
+            let sig = Signal::try_from(info.ssi_signo as i32).map_err(io::Error::from)?;
+            if sig == Signal::SIGCHLD {
+                match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
+                    WaitStatus::StillAlive => {}
+                    status => {
+                        if let Some((_, _, code)) = exit_code(status) {
+                            return Ok(code);
+                        }
+                    }
+                }
+            } else {
+                let _ = kill(child, sig);
+            }
+        }
+    }
+}
+
+/// PID 1 of the sandbox. Returns its exit status.
+fn pid1(spec: &InitSpec, sock: &UnixStream, sfd: &SignalFd, alive: OwnedFd) -> i32 {
+    if launch::set_parent_death_signal(Signal::SIGKILL).is_err() {
+        return SETUP_FAILED;
+    }
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut fds, PollTimeout::ZERO).map_or(true, |_| fds[0].any().unwrap_or(false)) {
+        // The helper died before PR_SET_PDEATHSIG took effect.
+        return SETUP_FAILED;
+    }
+    drop(alive);
+
+    let creds = match setup_container(&RealSys, spec) {
+        Ok(c) => c,
+        Err(e) => {
+            report(sock, &Message::SetupFailed(e.to_string()));
+            return SETUP_FAILED;
+        }
+    };
+    // Nothing in the sandbox may open /proc/1/{exe,fd,mem} of this process.
+    if let Err(e) = RealSys.set_dumpable(false) {
+        report(sock, &Message::SetupFailed(e.to_string()));
+        return SETUP_FAILED;
+    }
+    let command = match launch::fork() {
+        Ok(Forked::Child) => {
+            let err = match launch::unblock_all_signals() {
+                Ok(()) => exec_command(&RealSys, spec, &creds),
+                Err(e) => crate::container::ContainerError::Sys(crate::sys::SysError::new(
+                    "unblock signals",
+                    e,
+                )),
+            };
+            let code = err.exit_code();
+            report(
+                sock,
+                &Message::ExecFailed {
+                    message: err.to_string(),
+                    code,
+                },
+            );
+            launch::exit_now(code)
+        }
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => {
+            report(sock, &Message::SetupFailed(format!("fork: {e}")));
+            return SETUP_FAILED;
+        }
+    };
+    reap(command, sock, sfd)
+}
+
+/// PID 1's loop: forward signals to the command, reap every child, and end when the
+/// command ends.
+fn reap(command: Pid, sock: &UnixStream, sfd: &SignalFd) -> i32 {
+    loop {
+        let info = match sfd.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return SETUP_FAILED,
+        };
+        let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+            continue;
+        };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(command, sig);
+            continue;
+        }
+        // One SIGCHLD may stand for several children: reap until none is waiting.
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) if status.pid() == Some(command) => {
+                    if let Some((code, signal, exit)) = exit_code(status) {
+                        report(sock, &Message::Exited { code, signal });
+                        return exit;
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
