@@ -422,7 +422,11 @@ impl Sandbox {
                 };
                 match event {
                     Event::Output(stream, data) => output(stream, &data),
-                    Event::Message(m) => report = Some(m),
+                    // The first report is the cause: an exec failure is followed by
+                    // PID 1's report of the exit it caused.
+                    Event::Message(m) => {
+                        report.get_or_insert(m);
+                    }
                     Event::Eof => sources -= 1,
                 }
             }

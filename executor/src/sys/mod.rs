@@ -164,3 +164,8 @@ pub trait Process {
 pub trait Sys: Mounter + Namespaces + Process {}
 
 impl<T: Mounter + Namespaces + Process> Sys for T {}
+
+/// Whether the effective uid is 0 (tests that need root check this and say why they skip).
+pub fn running_as_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
