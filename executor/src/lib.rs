@@ -8,6 +8,7 @@ pub mod container;
 mod init;
 pub mod rootfs;
 mod sandbox;
+pub mod snapshot;
 mod spec;
 pub mod sys;
 pub mod user;

@@ -169,3 +169,5 @@ impl<T: Mounter + Namespaces + Process> Sys for T {}
 pub fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+pub mod xattr;
