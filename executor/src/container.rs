@@ -324,11 +324,14 @@ pub fn exec_command<S: Sys>(sys: &S, spec: &InitSpec, creds: &Credentials) -> Co
         sys.set_umask(0o022)?;
         sys.chdir(Path::new(&spec.cwd))?;
         let program = find_program(first, &spec.env)?;
+        // As runc does: HOME from passwd unless the environment sets it.
+        let mut env = spec.env.clone();
+        if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+            env.push(format!("HOME={}", creds.home));
+        }
         // The command inherits nothing but stdio (the runc CVE-2024-21626 class).
         sys.close_fds_on_exec(3)?;
-        Ok(ContainerError::Sys(
-            sys.exec(&program, &spec.argv, &spec.env),
-        ))
+        Ok(ContainerError::Sys(sys.exec(&program, &spec.argv, &env)))
     };
     match run() {
         Ok(e) | Err(e) => e,
@@ -437,6 +440,11 @@ mod tests {
             "exec /bin/sh".into(),
         ]);
         assert_eq!(got, want);
+        let Some(Call::Exec(_, argv, env)) = sys.calls().last().cloned() else {
+            panic!("no exec")
+        };
+        assert_eq!(argv, spec.argv);
+        assert_eq!(env, ["PATH=/bin", "HOME=/home/app"]);
         // The generated /etc/hosts goes on a stub, made read-only by a remount.
         let Call::Mount(remount) = &sys.calls()[15] else {
             panic!("not a mount")

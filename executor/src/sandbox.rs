@@ -282,7 +282,7 @@ fn missing_stubs(rootfs: &Rootfs, bind_targets: &[String]) -> Vec<PathBuf> {
         return Vec::new();
     };
     let mut stubs = Vec::new();
-    for p in ["/proc", "/dev", "/sys"]
+    for p in ["/proc", "/dev", "/sys", "/etc"]
         .into_iter()
         .chain(bind_targets.iter().map(String::as_str))
     {
@@ -296,7 +296,8 @@ fn missing_stubs(rootfs: &Rootfs, bind_targets: &[String]) -> Vec<PathBuf> {
 }
 
 fn remove_stubs(stubs: &[PathBuf]) {
-    for p in stubs {
+    // Files before the directories that may hold them.
+    for p in stubs.iter().rev() {
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => {
                 let _ = std::fs::remove_dir(p);

@@ -138,6 +138,41 @@ fn hostname_and_etc_files() {
     ] {
         assert!(!dir.path().join(stub).exists(), "{stub} left in the rootfs");
     }
+    // Even a missing /etc is created only for the run.
+    std::fs::remove_dir_all(dir.path().join("etc")).unwrap();
+    output_of(&sandbox(), &sh(dir.path(), "cat /etc/hostname"));
+    assert!(!dir.path().join("etc").exists());
+}
+
+#[test]
+fn home_comes_from_passwd() {
+    if !can_run() {
+        return;
+    }
+    let dir = fixture();
+    let mut spec = sh(dir.path(), "echo $HOME");
+    spec.user = "app".into();
+    assert_eq!(output_of(&sandbox(), &spec), "/home/app\n");
+    spec.env.push("HOME=/elsewhere".into());
+    assert_eq!(output_of(&sandbox(), &spec), "/elsewhere\n");
+}
+
+#[test]
+fn orphans_are_reaped() {
+    if !can_run() {
+        return;
+    }
+    let dir = fixture();
+    // The subshell exits at once, so `sleep` is re-parented to PID 1, which must reap it
+    // when it ends; a second later no zombie may remain.
+    let out = output_of(
+        &sandbox(),
+        &sh(
+            dir.path(),
+            "(sleep 0.1 &); sleep 1; grep -l 'State:.*Z' /proc/[0-9]*/status; true",
+        ),
+    );
+    assert_eq!(out, "");
 }
 
 #[test]
