@@ -407,3 +407,45 @@ fn devices_work() {
     );
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["0", "9"]);
 }
+
+#[test]
+fn modules_cannot_be_loaded() {
+    if !can_run() {
+        return;
+    }
+    let dir = fixture();
+    std::fs::write(dir.path().join("m.ko"), "not a module").unwrap();
+    let out = run(&sandbox(), &sh(dir.path(), "insmod /m.ko"));
+    assert!(!out.status.unwrap().success());
+    // Refused for lack of CAP_SYS_MODULE, before the file is even looked at (a kernel
+    // built without modules says ENOSYS to everyone).
+    if std::path::Path::new("/proc/modules").exists() {
+        assert!(out.stderr.contains("not permitted"), "{}", out.stderr);
+    } else {
+        eprintln!("kernel without module support: only the failure is checked");
+    }
+}
+
+#[test]
+fn network_none_reaches_nothing() {
+    if !can_run() {
+        return;
+    }
+    let dir = fixture();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "ping -c 1 -W 1 127.0.0.1 >/dev/null && echo lo-ok; \
+         nc 127.0.0.1 {port} </dev/null && echo host-reached; \
+         ping -c 1 -W 1 192.0.2.1 2>&1 | grep -q 'unreachable' && echo no-route"
+    );
+    let out = output_of(&sandbox(), &sh(dir.path(), &script));
+    // Raw sockets work on the sandbox's own loopback, but nothing else is reachable:
+    // not the host's loopback services, not any route out.
+    assert_eq!(out, "lo-ok\nno-route\n");
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+}

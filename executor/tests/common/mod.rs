@@ -10,9 +10,9 @@ use rbuild_executor::{
 };
 
 /// Applets linked into the fixture rootfs.
-const APPLETS: [&str; 20] = [
+const APPLETS: [&str; 23] = [
     "sh", "echo", "cat", "id", "ls", "sleep", "hostname", "mount", "ip", "true", "false", "touch",
-    "ps", "mkdir", "unshare", "nsenter", "readlink", "wc", "grep", "umask",
+    "ps", "mkdir", "unshare", "nsenter", "readlink", "wc", "grep", "umask", "insmod", "ping", "nc",
 ];
 
 /// Returns false (after saying why) when the test cannot run here.
