@@ -11,8 +11,8 @@ use std::os::unix::fs::{DirBuilderExt, symlink};
 use std::path::{Path, PathBuf};
 
 use crate::rootfs::{read_in_root, resolve_in_root};
-use crate::spec::{DEFAULT_CAPABILITIES, DEFAULT_PATH, InitSpec, Network};
-use crate::sys::{CloneFlags, Mount, MsFlags, Sys, SysError};
+use crate::spec::{DEFAULT_CAPABILITIES, DEFAULT_PATH, ExtraMount, InitSpec, MountKind, Network};
+use crate::sys::{CloneFlags, Mount, MsFlags, Overlay, Sys, SysError};
 use crate::user::{self, Credentials, UserError};
 
 /// Devices bind-mounted from the host into the fresh `/dev`.
@@ -235,6 +235,80 @@ fn bind_files<S: Sys>(sys: &S, root: &Path, spec: &InitSpec) -> Result<(), Conta
     Ok(())
 }
 
+/// Resolves `target` inside `root` and makes sure something exists there to mount on: a
+/// directory, or an empty file when `file` is set.
+fn mount_target(root: &Path, target: &str, file: bool) -> Result<PathBuf, ContainerError> {
+    let t = resolve_in_root(root, Path::new(target)).map_err(io_err("resolve", root))?;
+    if std::fs::symlink_metadata(&t).is_err() {
+        if file {
+            if let Some(parent) = t.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(io_err("create", parent))?;
+            }
+            touch(&t)?;
+        } else {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&t)
+                .map_err(io_err("create", &t))?;
+        }
+    }
+    Ok(t)
+}
+
+fn extra_mount<S: Sys>(
+    sys: &S,
+    root: &Path,
+    m: &ExtraMount,
+    scratch: &Path,
+) -> Result<(), ContainerError> {
+    match &m.kind {
+        MountKind::Bind { source, readonly } => {
+            let is_dir = std::fs::metadata(source)
+                .map_err(io_err("stat", source))?
+                .is_dir();
+            let t = mount_target(root, &m.target, !is_dir)?;
+            sys.mount(&Mount::bind(source, &t, true))?;
+            if *readonly {
+                sys.mount(&Mount::remount_readonly(
+                    &t,
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                ))?;
+            }
+        }
+        MountKind::BindDiscard { source } => {
+            let t = mount_target(root, &m.target, false)?;
+            let (upper, work) = (scratch.join("upper"), scratch.join("work"));
+            for d in [&upper, &work] {
+                std::fs::create_dir_all(d).map_err(io_err("create", d))?;
+            }
+            let overlay = Overlay {
+                lowers: vec![source.clone()],
+                upper: Some((upper, work)),
+            };
+            sys.mount_overlay(&overlay, &t)?;
+        }
+        MountKind::Tmpfs { size } => {
+            let t = mount_target(root, &m.target, false)?;
+            let data = match size {
+                Some(n) => format!("mode=1777,size={n}"),
+                None => "mode=1777".to_owned(),
+            };
+            sys.mount(&Mount::fs(
+                "tmpfs",
+                &t,
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(&data),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds the container around the current process (PID 1 of fresh namespaces) and
 /// returns the credentials the command will run with.
 pub fn setup_container<S: Sys>(sys: &S, spec: &InitSpec) -> Result<Credentials, ContainerError> {
@@ -257,6 +331,9 @@ pub fn setup_container<S: Sys>(sys: &S, spec: &InitSpec) -> Result<Credentials, 
     ))?;
     mask_paths(sys, root, "sys/")?;
     bind_files(sys, root, spec)?;
+    for (i, m) in spec.mounts.iter().enumerate() {
+        extra_mount(sys, root, m, &spec.scratch.join(i.to_string()))?;
+    }
 
     // Everything read from the rootfs is read before pivot_root, with symlinks resolved
     // inside it, so the rest needs no filesystem access outside the traits.
@@ -354,6 +431,11 @@ mod tests {
             hostname: "box".into(),
             network,
             bind_files: vec![("/tmp/h".into(), "/etc/hosts".into())],
+            mounts: vec![ExtraMount {
+                target: "/run/cache".into(),
+                kind: MountKind::Tmpfs { size: None },
+            }],
+            scratch: "/tmp/scratch".into(),
             rlimits: vec![],
         }
     }
@@ -423,6 +505,7 @@ mod tests {
             format!("mount sysfs {r}/sys"),
             format!("mount bind {r}/etc/hosts"),
             format!("mount bind {r}/etc/hosts"),
+            format!("mount tmpfs {r}/run/cache"),
             format!("chdir {r}"),
             "pivot_root . .".into(),
             "umount . true".into(),

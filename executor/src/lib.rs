@@ -15,4 +15,6 @@ pub mod user;
 
 pub use init::sandbox_init_main;
 pub use sandbox::{CancelHandle, ExitStatus, Helper, RunSpec, Sandbox, SandboxError, Stream};
-pub use spec::{DEFAULT_CAPABILITIES, DEFAULT_PATH, InitSpec, Message, Network, Rootfs};
+pub use spec::{
+    DEFAULT_CAPABILITIES, DEFAULT_PATH, ExtraMount, InitSpec, Message, MountKind, Network, Rootfs,
+};

@@ -24,7 +24,7 @@ use nix::sys::signal::Signal;
 
 use crate::init::{SPEC_FD, SPEC_FD_ENV};
 use crate::rootfs::resolve_in_root;
-use crate::spec::{InitSpec, Message, Network, Rootfs, parse_message, write_spec};
+use crate::spec::{ExtraMount, InitSpec, Message, Network, Rootfs, parse_message, write_spec};
 use crate::sys::Rlimit;
 use crate::sys::launch::{self, Pidfd};
 
@@ -123,6 +123,8 @@ pub struct RunSpec {
     pub user: String,
     pub hostname: String,
     pub network: Network,
+    /// Extra mounts, made in order after the rootfs's own.
+    pub mounts: Vec<ExtraMount>,
     pub rlimits: Vec<Rlimit>,
     /// Kill the sandbox after this long.
     pub timeout: Option<Duration>,
@@ -139,6 +141,7 @@ impl RunSpec {
             user: String::new(),
             hostname: "sandbox".to_owned(),
             network: Network::None,
+            mounts: Vec::new(),
             rlimits: Vec::new(),
             timeout: None,
         }
@@ -275,21 +278,26 @@ fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, Strin
     Ok(files)
 }
 
-/// Mount targets the sandbox creates when the image lacks them; removed after the run
-/// (if still empty) so they never end up in a layer.
-fn missing_stubs(rootfs: &Rootfs, bind_targets: &[String]) -> Vec<PathBuf> {
+/// Mount targets (and their parents) the sandbox will create because the image lacks
+/// them; removed after the run (if still empty) so they never end up in a layer.
+fn missing_stubs(rootfs: &Rootfs, targets: &[&str]) -> Vec<PathBuf> {
     let Rootfs::Dir(root) = rootfs else {
         return Vec::new();
     };
-    let mut stubs = Vec::new();
-    for p in ["/proc", "/dev", "/sys", "/etc"]
-        .into_iter()
-        .chain(bind_targets.iter().map(String::as_str))
-    {
-        if let Ok(resolved) = resolve_in_root(root, Path::new(p))
-            && std::fs::symlink_metadata(&resolved).is_err()
-        {
-            stubs.push(resolved);
+    let mut stubs: Vec<PathBuf> = Vec::new();
+    for target in targets {
+        let Ok(resolved) = resolve_in_root(root, Path::new(target)) else {
+            continue;
+        };
+        let Ok(rel) = resolved.strip_prefix(root) else {
+            continue;
+        };
+        let mut cur = root.clone();
+        for c in rel.components() {
+            cur.push(c);
+            if std::fs::symlink_metadata(&cur).is_err() && !stubs.contains(&cur) {
+                stubs.push(cur.clone());
+            }
         }
     }
     stubs
@@ -328,8 +336,13 @@ impl Sandbox {
             .tempdir()
             .map_err(SandboxError::Files)?;
         let bind_files = write_etc_files(files.path(), spec).map_err(SandboxError::Files)?;
-        let targets: Vec<String> = bind_files.iter().map(|(_, d)| d.clone()).collect();
+        let targets: Vec<&str> = ["/proc", "/dev", "/sys"]
+            .into_iter()
+            .chain(bind_files.iter().map(|(_, d)| d.as_str()))
+            .chain(spec.mounts.iter().map(|m| m.target.as_str()))
+            .collect();
         let stubs = missing_stubs(&spec.rootfs, &targets);
+        let scratch = files.path().join("scratch");
         let init = InitSpec {
             rootfs: spec.rootfs.clone(),
             argv: spec.argv.clone(),
@@ -339,6 +352,8 @@ impl Sandbox {
             hostname: spec.hostname.clone(),
             network: spec.network,
             bind_files,
+            mounts: spec.mounts.clone(),
+            scratch,
             rlimits: spec.rlimits.clone(),
         };
         let result = self.run_init(&init, spec.timeout, cancel, output);

@@ -73,6 +73,27 @@ impl Rootfs {
     }
 }
 
+/// What an extra mount shows at its target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    /// A host file, directory or socket (recursively bound), read-only unless `readonly`
+    /// is false (`-v`, `RUN --mount=type=bind|cache|secret|ssh`).
+    Bind { source: PathBuf, readonly: bool },
+    /// A host directory seen writable, every change going to a scratch overlay upper that
+    /// is thrown away after the run: `RUN --mount=type=bind,rw`.
+    BindDiscard { source: PathBuf },
+    /// A fresh tmpfs; `size` in bytes.
+    Tmpfs { size: Option<u64> },
+}
+
+/// A mount added inside the sandbox at `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraMount {
+    /// Path inside the sandbox; created (and removed after the run) if missing.
+    pub target: String,
+    pub kind: MountKind,
+}
+
 /// Everything the init needs, resolved by the caller except the user (which must be
 /// looked up in the rootfs, from inside).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +109,9 @@ pub struct InitSpec {
     pub network: Network,
     /// Host files bind-mounted read-only at a path inside (`/etc/hosts`...).
     pub bind_files: Vec<(PathBuf, String)>,
+    pub mounts: Vec<ExtraMount>,
+    /// A host directory for throwaway overlay uppers ([`MountKind::BindDiscard`]).
+    pub scratch: PathBuf,
     pub rlimits: Vec<Rlimit>,
 }
 
@@ -153,6 +177,13 @@ mod tests {
             hostname: "h".into(),
             network: Network::Host,
             bind_files: vec![("/tmp/hosts".into(), "/etc/hosts".into())],
+            mounts: vec![ExtraMount {
+                target: "/cache".into(),
+                kind: MountKind::Tmpfs {
+                    size: Some(1 << 20),
+                },
+            }],
+            scratch: "/tmp/s".into(),
             rlimits: vec![Rlimit {
                 resource: 7,
                 soft: 1,

@@ -449,3 +449,65 @@ fn network_none_reaches_nothing() {
         std::io::ErrorKind::WouldBlock
     );
 }
+
+#[test]
+fn extra_mounts() {
+    if !can_run() {
+        return;
+    }
+    use rbuild_executor::{ExtraMount, MountKind};
+    let dir = fixture();
+    let host = tempfile::tempdir().unwrap();
+    let ro = host.path().join("ro");
+    let rw = host.path().join("rw");
+    let discard = host.path().join("discard");
+    for d in [&ro, &rw, &discard] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("f"), "host").unwrap();
+    }
+    let secret = host.path().join("secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let bind = |target: &str, source: &std::path::Path, readonly: bool| ExtraMount {
+        target: target.into(),
+        kind: MountKind::Bind {
+            source: source.to_owned(),
+            readonly,
+        },
+    };
+    let mut spec = sh(
+        dir.path(),
+        "cat /ro/f; echo; echo x > /ro/f || echo ro-refused; \
+         echo inside > /rw/f; \
+         echo inside > /discard/f && cat /discard/f; touch /discard/new; \
+         cat /run/secrets/s; echo; \
+         echo t > /scratch/t && cat /scratch/t",
+    );
+    spec.mounts = vec![
+        bind("/ro", &ro, true),
+        bind("/rw", &rw, false),
+        ExtraMount {
+            target: "/discard".into(),
+            kind: MountKind::BindDiscard {
+                source: discard.clone(),
+            },
+        },
+        bind("/run/secrets/s", &secret, true),
+        ExtraMount {
+            target: "/scratch".into(),
+            kind: MountKind::Tmpfs {
+                size: Some(1 << 20),
+            },
+        },
+    ];
+    let out = output_of(&sandbox(), &spec);
+    assert_eq!(out, "host\nro-refused\ninside\ns3cret\nt\n");
+    assert_eq!(std::fs::read_to_string(ro.join("f")).unwrap(), "host");
+    assert_eq!(std::fs::read_to_string(rw.join("f")).unwrap(), "inside\n");
+    // Changes to a discarded bind never reach the host.
+    assert_eq!(std::fs::read_to_string(discard.join("f")).unwrap(), "host");
+    assert!(!discard.join("new").exists());
+    // Mount targets the image lacked leave nothing behind.
+    for stub in ["ro", "rw", "discard", "run", "scratch"] {
+        assert!(!dir.path().join(stub).exists(), "{stub} left in the rootfs");
+    }
+}
