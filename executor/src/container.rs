@@ -289,6 +289,8 @@ fn extra_mount<S: Sys>(
             let overlay = Overlay {
                 lowers: vec![source.clone()],
                 upper: Some((upper, work)),
+                // Thrown away after the run: never worth a sync.
+                volatile: true,
             };
             sys.mount_overlay(&overlay, &t)?;
         }
@@ -559,6 +561,7 @@ mod tests {
         let ov = Overlay {
             lowers: vec!["/l1".into()],
             upper: Some(("/u".into(), "/w".into())),
+            volatile: false,
         };
         s.rootfs = Rootfs::Overlay {
             lowers: ov.lowers.clone(),

@@ -68,6 +68,7 @@ impl Rootfs {
             Rootfs::Overlay { lowers, upper, .. } => Some(Overlay {
                 lowers: lowers.clone(),
                 upper: upper.clone(),
+                volatile: false,
             }),
         }
     }

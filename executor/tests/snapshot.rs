@@ -52,6 +52,7 @@ fn touch_commit_and_delete(s: &Snapshotter) {
     assert!(!base.dir().join("x").exists());
     assert!(base.dir().join("etc/group").is_file());
 
+    s.sync().unwrap();
     let next = s.prepare("next", &[base.clone(), step.clone()]).unwrap();
     let out = output_of(
         &sb,

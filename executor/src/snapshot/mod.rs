@@ -199,6 +199,8 @@ fn check_key(key: &str) -> Result<(), SnapshotError> {
 pub struct Snapshotter {
     root: PathBuf,
     backend: Backend,
+    /// Active uppers skip syncs (see [`Snapshotter::sync`]).
+    volatile: bool,
 }
 
 impl Snapshotter {
@@ -207,11 +209,18 @@ impl Snapshotter {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, SnapshotError> {
         let root = root.into();
         Self::create_dirs(&root)?;
-        let backend = match probe_overlay(&root) {
-            Ok(()) => Backend::Overlay,
-            Err(reason) => Backend::Copy { reason },
+        let (backend, volatile) = match probe_overlay(&root, true) {
+            Ok(()) => (Backend::Overlay, true),
+            Err(_) => match probe_overlay(&root, false) {
+                Ok(()) => (Backend::Overlay, false),
+                Err(reason) => (Backend::Copy { reason }, false),
+            },
         };
-        Ok(Self { root, backend })
+        Ok(Self {
+            root,
+            backend,
+            volatile,
+        })
     }
 
     /// Opens a store with a chosen backend (tests; stores on filesystems known to refuse
@@ -219,7 +228,12 @@ impl Snapshotter {
     pub fn with_backend(root: impl Into<PathBuf>, backend: Backend) -> Result<Self, SnapshotError> {
         let root = root.into();
         Self::create_dirs(&root)?;
-        Ok(Self { root, backend })
+        let volatile = backend == Backend::Overlay && probe_overlay(&root, true).is_ok();
+        Ok(Self {
+            root,
+            backend,
+            volatile,
+        })
     }
 
     fn create_dirs(root: &Path) -> Result<(), SnapshotError> {
@@ -307,6 +321,7 @@ impl Snapshotter {
                 let overlay = Overlay {
                     lowers: self.lowers(parents, &flat)?,
                     upper: Some((upper.clone(), work.clone())),
+                    volatile: self.volatile,
                 };
                 if let Err(e) = RealSys.mount_overlay(&overlay, &merged) {
                     if parents.len() <= 1 {
@@ -317,6 +332,7 @@ impl Snapshotter {
                     let overlay = Overlay {
                         lowers: self.flatten(parents, &flat)?,
                         upper: overlay.upper,
+                        volatile: self.volatile,
                     };
                     RealSys.mount_overlay(&overlay, &merged)?;
                 }
@@ -361,6 +377,16 @@ impl Snapshotter {
         let key = active.key.clone();
         active.teardown()?;
         Ok(Committed { key, dir: layer })
+    }
+
+    /// Makes every committed layer durable: one `syncfs` of the store's filesystem.
+    ///
+    /// Active overlay uppers are mounted `volatile` (unmounting a synced overlay flushes
+    /// the whole upper filesystem, which costs more than the step itself), so a commit is
+    /// atomic but not durable until this is called; callers batch it, for example once
+    /// before recording a build's cache entries.
+    pub fn sync(&self) -> Result<(), SnapshotError> {
+        crate::sys::sync_filesystem(&self.root).map_err(io_err("sync", &self.root))
     }
 
     /// Throws an active snapshot away.
@@ -409,6 +435,7 @@ impl Snapshotter {
                     Some(Overlay {
                         lowers: lowers.clone(),
                         upper: None,
+                        volatile: false,
                     })
                 };
                 match overlay {
@@ -434,7 +461,7 @@ impl Snapshotter {
 
 /// Mounts a tiny overlay inside the store; the error text is the reason for the copy
 /// backend.
-fn probe_overlay(root: &Path) -> Result<(), String> {
+fn probe_overlay(root: &Path, volatile: bool) -> Result<(), String> {
     let dir = tempfile::Builder::new()
         .prefix(".probe-")
         .tempdir_in(root.join("active"))
@@ -447,6 +474,7 @@ fn probe_overlay(root: &Path) -> Result<(), String> {
     let overlay = Overlay {
         lowers: vec![lower],
         upper: Some((upper, work)),
+        volatile,
     };
     RealSys
         .mount_overlay(&overlay, &merged)

@@ -110,6 +110,9 @@ pub struct Overlay {
     pub lowers: Vec<PathBuf>,
     /// `(upper, work)`; `None` mounts a read-only view.
     pub upper: Option<(PathBuf, PathBuf)>,
+    /// Skip syncing the upper filesystem (on umount and syncfs): for uppers that are
+    /// thrown away or made durable by an explicit `syncfs` later. Linux 5.10+.
+    pub volatile: bool,
 }
 
 /// Mount-table changes.
@@ -171,3 +174,9 @@ pub fn running_as_root() -> bool {
 }
 
 pub mod xattr;
+
+/// Flushes the filesystem holding `path` to disk (`syncfs`).
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    nix::unistd::syncfs(&dir).map_err(io::Error::from)
+}

@@ -20,6 +20,7 @@ const MOUNT_DATA_MAX: usize = 4095;
 
 // Constants of the new mount API (include/uapi/linux/mount.h), stable kernel ABI.
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
@@ -66,6 +67,9 @@ fn overlay_options(ov: &Overlay) -> Result<String, SysError> {
             overlay_path(upper)?,
             overlay_path(work)?
         ));
+        if ov.volatile {
+            data.push_str(",volatile");
+        }
     }
     Ok(data)
 }
@@ -109,6 +113,25 @@ fn overlay_new_api(ov: &Overlay, target: &Path) -> Result<(), SysError> {
     if let Some((upper, work)) = &ov.upper {
         set(c"upperdir", upper)?;
         set(c"workdir", work)?;
+        if ov.volatile {
+            // SAFETY: fs is a live fs context; SET_FLAG takes a key and a null value.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_FLAG,
+                    c"volatile".as_ptr(),
+                    std::ptr::null::<libc::c_char>(),
+                    0,
+                )
+            };
+            if r < 0 {
+                return Err(SysError::new(
+                    what("fsconfig volatile"),
+                    io::Error::last_os_error(),
+                ));
+            }
+        }
     }
     // SAFETY: fs is a live fs context; CMD_CREATE takes null key/value.
     let r = unsafe {
