@@ -76,6 +76,19 @@ impl Helper {
         Ok(Self { program, args, exe })
     }
 
+    /// The running binary itself (through `/proc/self/exe`, so a binary replaced on disk
+    /// since start is still the one copied), started with `args` — for the `rbuild`
+    /// binary's hidden subcommand.
+    pub fn current_exe(args: Vec<OsString>) -> Result<Self, SandboxError> {
+        let exe = launch::sealed_copy(Path::new("/proc/self/exe"), c"rbuild-sandbox-init")
+            .map_err(|source| SandboxError::Helper {
+                path: PathBuf::from("/proc/self/exe"),
+                source,
+            })?;
+        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbuild"));
+        Ok(Self { program, args, exe })
+    }
+
     /// Whether the exec'd copy is sealed against writes (always, unless the kernel lied).
     pub fn is_sealed(&self) -> bool {
         launch::is_write_sealed(&self.exe)
@@ -128,6 +141,8 @@ pub struct RunSpec {
     pub rlimits: Vec<Rlimit>,
     /// Kill the sandbox after this long.
     pub timeout: Option<Duration>,
+    /// Pass the caller's stdin to the command (`rbuild run -i`); otherwise `/dev/null`.
+    pub stdin_inherit: bool,
 }
 
 impl RunSpec {
@@ -144,6 +159,7 @@ impl RunSpec {
             mounts: Vec::new(),
             rlimits: Vec::new(),
             timeout: None,
+            stdin_inherit: false,
         }
     }
 }
@@ -356,7 +372,7 @@ impl Sandbox {
             scratch,
             rlimits: spec.rlimits.clone(),
         };
-        let result = self.run_init(&init, spec.timeout, cancel, output);
+        let result = self.run_init(&init, spec.timeout, spec.stdin_inherit, cancel, output);
         remove_stubs(&stubs);
         result
     }
@@ -365,6 +381,7 @@ impl Sandbox {
         &self,
         init: &InitSpec,
         timeout: Option<Duration>,
+        stdin_inherit: bool,
         cancel: &CancelHandle,
         output: &mut dyn FnMut(Stream, &[u8]),
     ) -> Result<ExitStatus, SandboxError> {
@@ -374,7 +391,11 @@ impl Sandbox {
             .args(&self.helper.args)
             .env_clear()
             .env(SPEC_FD_ENV, SPEC_FD.to_string())
-            .stdin(Stdio::null())
+            .stdin(if stdin_inherit {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let theirs = OwnedFd::from(theirs);

@@ -511,3 +511,33 @@ fn extra_mounts() {
         assert!(!dir.path().join(stub).exists(), "{stub} left in the rootfs");
     }
 }
+
+#[test]
+fn one_sandbox_runs_steps_concurrently() {
+    if !can_run() {
+        return;
+    }
+    let dir = fixture();
+    let sb = sandbox();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (sb, root) = (&sb, dir.path());
+                s.spawn(move || output_of(sb, &sh(root, &format!("echo {i}; hostname"))))
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), format!("{i}\nsandbox\n"));
+        }
+    });
+}
+
+#[test]
+fn helper_from_the_running_binary() {
+    if !can_run() {
+        return;
+    }
+    // The test binary is not a sandbox helper: it must be copied and sealed all the same.
+    let helper = rbuild_executor::Helper::current_exe(vec![]).unwrap();
+    assert!(helper.is_sealed());
+}
