@@ -84,16 +84,21 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> C
     }
 }
 
-/// The namespaces the helper unshares before forking PID 1.
+/// The namespaces PID 1 unshares for itself (the helper creates it in a new pid
+/// namespace). The helper must stay in the host's mount namespace (a `pivot_root` moves
+/// every process of the namespace) and network namespace (slirp4netns, which it starts,
+/// must reach the outside).
 pub fn namespace_flags(network: Network) -> CloneFlags {
-    let mut flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC;
-    if network == Network::None {
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if network != Network::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     flags
+}
+
+/// Moves PID 1 into its own namespaces (the first step of the setup).
+pub fn enter_namespaces<S: Sys>(sys: &S, network: Network) -> Result<(), ContainerError> {
+    Ok(sys.unshare(namespace_flags(network))?)
 }
 
 /// A directory directly under the rootfs that we mount on: created if missing, refused
@@ -357,7 +362,7 @@ pub fn setup_container<S: Sys>(sys: &S, spec: &InitSpec) -> Result<Credentials, 
     sys.chdir(Path::new("/"))?;
 
     sys.set_hostname(&spec.hostname)?;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         sys.loopback_up()?;
     }
     Ok(creds)
@@ -433,6 +438,7 @@ mod tests {
             hostname: "box".into(),
             network,
             bind_files: vec![("/tmp/h".into(), "/etc/hosts".into())],
+            slirp4netns: None,
             mounts: vec![ExtraMount {
                 target: "/run/cache".into(),
                 kind: MountKind::Tmpfs { size: None },
@@ -485,6 +491,7 @@ mod tests {
         let r = root.display();
         let sys = RecordingSys::new();
         let spec = spec(root, Network::None);
+        enter_namespaces(&sys, spec.network).unwrap();
         let creds = setup_container(&sys, &spec).unwrap();
         assert_eq!(creds.uid, 1000);
         let err = exec_command(&sys, &spec, &creds);
@@ -492,6 +499,13 @@ mod tests {
 
         let got: Vec<String> = sys.calls().iter().map(label).collect();
         let mut want: Vec<String> = vec![
+            format!(
+                "Unshare({:?})",
+                CloneFlags::CLONE_NEWNS
+                    | CloneFlags::CLONE_NEWUTS
+                    | CloneFlags::CLONE_NEWIPC
+                    | CloneFlags::CLONE_NEWNET
+            ),
             "rprivate /".into(),
             format!("mount bind {r}"),
             format!("mount proc {r}/proc"),
@@ -531,7 +545,7 @@ mod tests {
         assert_eq!(argv, spec.argv);
         assert_eq!(env, ["PATH=/bin", "HOME=/home/app"]);
         // The generated /etc/hosts goes on a stub, made read-only by a remount.
-        let Call::Mount(remount) = &sys.calls()[15] else {
+        let Call::Mount(remount) = &sys.calls()[16] else {
             panic!("not a mount")
         };
         assert!(
@@ -551,6 +565,7 @@ mod tests {
         assert!(!sys.calls().contains(&Call::LoopbackUp));
         assert!(!namespace_flags(Network::Host).contains(CloneFlags::CLONE_NEWNET));
         assert!(namespace_flags(Network::None).contains(CloneFlags::CLONE_NEWNET));
+        assert!(namespace_flags(Network::Sandbox).contains(CloneFlags::CLONE_NEWNET));
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! fresh, single-threaded process.
 //!
 //! 1. The *helper* reads its [`InitSpec`] from the inherited socket (fd 3), closes every
-//!    other inherited descriptor, blocks the signals it handles, unshares the namespaces and
-//!    forks. It stays outside, forwards SIGTERM/SIGINT, kills the sandbox if the caller goes
+//!    other inherited descriptor, blocks the signals it handles and forks PID 1 into a new
+//!    pid namespace (starting slirp4netns, in the host's namespaces, for the sandbox
+//!    network once PID 1 has its network namespace). It stays outside, forwards SIGTERM/SIGINT, kills the sandbox if the caller goes
 //!    away (socket EOF) and exits with PID 1's status.
 //! 2. The child is *PID 1* of the new pid namespace: it dies with the helper
-//!    (`PR_SET_PDEATHSIG`), builds the container ([`setup_container`]), makes itself
+//!    (`PR_SET_PDEATHSIG`), unshares its other namespaces, builds the container ([`setup_container`]), makes itself
 //!    non-dumpable, forks the command, forwards signals to it, reaps every zombie, reports
 //!    the command's status on the socket and exits — the kernel then kills whatever is
 //!    left in the namespace.
@@ -22,10 +23,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::container::{exec_command, namespace_flags, setup_container};
-use crate::spec::{InitSpec, Message, read_spec, write_message};
+use crate::container::{enter_namespaces, exec_command, setup_container};
+use crate::spec::{InitSpec, Message, Network, read_spec, write_message};
 use crate::sys::launch::{self, Forked};
-use crate::sys::{Namespaces, Process, RealSys};
+use crate::sys::{Process, RealSys};
 
 /// The descriptor the caller passes the socket on.
 pub(crate) const SPEC_FD: i32 = 3;
@@ -102,23 +103,105 @@ fn exit_code(status: WaitStatus) -> Option<(Option<i32>, Option<i32>, i32)> {
 /// The helper: unshare, fork PID 1, supervise it.
 fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
     let sfd = signal_fd()?;
-    RealSys
-        .unshare(namespace_flags(spec.network))
-        .map_err(io::Error::other)?;
     // PID 1 polls this pipe once after PR_SET_PDEATHSIG to catch a helper that died first.
     let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    match launch::fork()? {
+    // With the sandbox network, PID 1 says on `ns` when its network namespace exists, and
+    // waits on `net` for the helper's "1" (network configured) before the command starts.
+    let (ns_r, ns_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (net_r, net_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match launch::fork_into_new_pid_namespace()? {
         Forked::Child => {
             drop(alive_w);
-            let code = pid1(spec, sock, &sfd, alive_r);
+            drop(net_w);
+            drop(ns_r);
+            let net = (spec.network == Network::Sandbox).then_some((ns_w, net_r));
+            let code = pid1(spec, sock, &sfd, alive_r, net);
             launch::exit_now(code)
         }
         Forked::Parent(child) => {
             drop(alive_r);
+            drop(net_r);
+            drop(ns_w);
+            let slirp = if spec.network == Network::Sandbox {
+                let mut unshared = [0u8; 1];
+                let started = match std::fs::File::from(ns_r).read(&mut unshared) {
+                    Ok(1) => Slirp::start(spec, child),
+                    _ => Err(io::Error::other("sandbox init ended early")),
+                };
+                match started {
+                    Ok(s) => {
+                        let _ = nix::unistd::write(&net_w, b"1");
+                        Some(s)
+                    }
+                    Err(e) => {
+                        report(sock, &Message::SetupFailed(format!("sandbox network: {e}")));
+                        let _ = kill(child, Signal::SIGKILL);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            drop(net_w);
             let code = supervise(child, sock, &sfd);
+            if let Some(s) = slirp {
+                s.stop();
+            }
             drop(alive_w);
             code
         }
+    }
+}
+
+/// slirp4netns serving the sandbox's network namespace from the host side: a tap device
+/// with NAT to the outside, and no route to the host's loopback.
+struct Slirp {
+    child: std::process::Child,
+    /// slirp4netns exits when this closes (also if the helper dies).
+    exit: OwnedFd,
+}
+
+impl Slirp {
+    fn start(spec: &InitSpec, target: Pid) -> io::Result<Self> {
+        let path = spec
+            .slirp4netns
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no slirp4netns given"))?;
+        let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let mut cmd = std::process::Command::new(path);
+        cmd.args([
+            "--configure",
+            "--mtu=65520",
+            "--disable-host-loopback",
+            "--ready-fd=3",
+            "--exit-fd=4",
+        ])
+        .arg(target.to_string())
+        .arg("tap0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        let keep = launch::inherit_fds(&mut cmd, &[(&ready_w, 3), (&exit_r, 4)])?;
+        let mut child = cmd.spawn()?;
+        drop((keep, ready_w, exit_r));
+        let mut ready = [0u8; 1];
+        if std::fs::File::from(ready_r).read(&mut ready)? != 1 {
+            let status = child.wait()?;
+            return Err(io::Error::other(format!(
+                "{} did not start ({status})",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            child,
+            exit: exit_w,
+        })
+    }
+
+    fn stop(mut self) {
+        drop(self.exit);
+        let _ = self.child.wait();
     }
 }
 
@@ -165,7 +248,13 @@ fn supervise(child: Pid, sock: &UnixStream, sfd: &SignalFd) -> io::Result<i32> {
 }
 
 /// PID 1 of the sandbox. Returns its exit status.
-fn pid1(spec: &InitSpec, sock: &UnixStream, sfd: &SignalFd, alive: OwnedFd) -> i32 {
+fn pid1(
+    spec: &InitSpec,
+    sock: &UnixStream,
+    sfd: &SignalFd,
+    alive: OwnedFd,
+    net: Option<(OwnedFd, OwnedFd)>,
+) -> i32 {
     if launch::set_parent_death_signal(Signal::SIGKILL).is_err() {
         return SETUP_FAILED;
     }
@@ -176,6 +265,20 @@ fn pid1(spec: &InitSpec, sock: &UnixStream, sfd: &SignalFd, alive: OwnedFd) -> i
     }
     drop(alive);
 
+    if let Err(e) = enter_namespaces(&RealSys, spec.network) {
+        report(sock, &Message::SetupFailed(e.to_string()));
+        return SETUP_FAILED;
+    }
+    let net_ready = match net {
+        Some((ns_w, net_r)) => {
+            // The helper may start slirp4netns on our network namespace now.
+            if nix::unistd::write(&ns_w, b"1").is_err() {
+                return SETUP_FAILED;
+            }
+            Some(net_r)
+        }
+        None => None,
+    };
     let creds = match setup_container(&RealSys, spec) {
         Ok(c) => c,
         Err(e) => {
@@ -183,6 +286,13 @@ fn pid1(spec: &InitSpec, sock: &UnixStream, sfd: &SignalFd, alive: OwnedFd) -> i
             return SETUP_FAILED;
         }
     };
+    if let Some(fd) = net_ready {
+        let mut ready = [0u8; 1];
+        if !matches!(std::fs::File::from(fd).read(&mut ready), Ok(1)) {
+            // The helper reported why.
+            return SETUP_FAILED;
+        }
+    }
     // Nothing in the sandbox may open /proc/1/{exe,fd,mem} of this process.
     if let Err(e) = RealSys.set_dumpable(false) {
         report(sock, &Message::SetupFailed(e.to_string()));

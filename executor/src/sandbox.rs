@@ -46,6 +46,10 @@ pub enum SandboxError {
     Exec { message: String, code: i32 },
     #[error("sandbox helper ended without a report ({0})")]
     NoReport(String),
+    #[error(
+        "network mode \"sandbox\" needs slirp4netns, which is not installed; install it or use network mode \"host\" or \"none\""
+    )]
+    NoSandboxNetwork,
     #[error("cancelled")]
     Cancelled,
     #[error("timed out after {0:?}")]
@@ -270,7 +274,7 @@ fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, Strin
     let resolv: String = match spec.network {
         Network::Host => host_resolv,
         // Loopback resolvers of the host are not reachable from another namespace.
-        Network::None => host_resolv
+        Network::None | Network::Sandbox => host_resolv
             .lines()
             .filter(|l| {
                 let mut w = l.split_whitespace();
@@ -280,6 +284,12 @@ fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, Strin
             })
             .map(|l| format!("{l}\n"))
             .collect(),
+    };
+    let resolv = if spec.network == Network::Sandbox && !resolv.contains("nameserver") {
+        // slirp4netns's own DNS forwarder.
+        format!("{resolv}nameserver 10.0.2.3\n")
+    } else {
+        resolv
     };
     let mut files = Vec::new();
     for (name, content) in [
@@ -292,6 +302,14 @@ fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, Strin
         files.push((p, format!("/etc/{name}")));
     }
     Ok(files)
+}
+
+/// Finds `name` in the caller's `PATH`.
+fn find_host_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Mount targets (and their parents) the sandbox will create because the image lacks
@@ -347,6 +365,12 @@ impl Sandbox {
         cancel: &CancelHandle,
         output: &mut dyn FnMut(Stream, &[u8]),
     ) -> Result<ExitStatus, SandboxError> {
+        let slirp4netns = match spec.network {
+            Network::Sandbox => {
+                Some(find_host_program("slirp4netns").ok_or(SandboxError::NoSandboxNetwork)?)
+            }
+            _ => None,
+        };
         let files = tempfile::Builder::new()
             .prefix("rbuild-run-")
             .tempdir()
@@ -368,6 +392,7 @@ impl Sandbox {
             hostname: spec.hostname.clone(),
             network: spec.network,
             bind_files,
+            slirp4netns,
             mounts: spec.mounts.clone(),
             scratch,
             rlimits: spec.rlimits.clone(),

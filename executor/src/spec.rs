@@ -37,6 +37,10 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// Its own network namespace with outbound access through a user-space network
+    /// stack (slirp4netns) that cannot reach the host's loopback services: BuildKit's
+    /// default. Needs `slirp4netns` on the host.
+    Sandbox,
 }
 
 /// The root filesystem of the sandbox.
@@ -110,6 +114,8 @@ pub struct InitSpec {
     pub network: Network,
     /// Host files bind-mounted read-only at a path inside (`/etc/hosts`...).
     pub bind_files: Vec<(PathBuf, String)>,
+    /// The slirp4netns binary, for [`Network::Sandbox`].
+    pub slirp4netns: Option<PathBuf>,
     pub mounts: Vec<ExtraMount>,
     /// A host directory for throwaway overlay uppers ([`MountKind::BindDiscard`]).
     pub scratch: PathBuf,
@@ -178,6 +184,7 @@ mod tests {
             hostname: "h".into(),
             network: Network::Host,
             bind_files: vec![("/tmp/hosts".into(), "/etc/hosts".into())],
+            slirp4netns: None,
             mounts: vec![ExtraMount {
                 target: "/cache".into(),
                 kind: MountKind::Tmpfs {

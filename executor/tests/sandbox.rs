@@ -541,3 +541,46 @@ fn helper_from_the_running_binary() {
     let helper = rbuild_executor::Helper::current_exe(vec![]).unwrap();
     assert!(helper.is_sealed());
 }
+
+#[test]
+fn network_sandbox_has_its_own_stack_but_not_the_hosts_loopback() {
+    if !can_run() {
+        return;
+    }
+    if std::process::Command::new("slirp4netns")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: slirp4netns not installed (apt-get install slirp4netns)");
+        return;
+    }
+    let dir = fixture();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Only addresses of the sandbox itself and of slirp's host-loopback alias are tried:
+    // nothing outside this machine is contacted.
+    let script = format!(
+        "ls /sys/class/net; ip -4 addr show tap0 | grep -o 'inet [0-9./]*'; \
+         nc 127.0.0.1 {port} </dev/null && echo reached-own-lo; \
+         nc 10.0.2.2 {port} </dev/null && echo reached-host-lo; \
+         grep -c nameserver /etc/resolv.conf; \
+         cat /proc/[0-9]*/comm | grep slirp"
+    );
+    let mut spec = sh(dir.path(), &script);
+    spec.network = Network::Sandbox;
+    // The last grep fails: slirp4netns runs in the host's pid namespace, unseen.
+    let out = run(&sandbox(), &spec);
+    assert_eq!(out.status.unwrap(), ExitStatus::Code(1), "{}", out.stderr);
+    let out = out.stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..3], ["lo", "tap0", "inet 10.0.2.100/24"], "{out}");
+    assert!(!out.contains("reached"), "{out}");
+    assert!(lines[3].parse::<u32>().unwrap() >= 1, "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+}

@@ -35,6 +35,40 @@ pub fn inherit_fd(cmd: &mut Command, fd: &OwnedFd, target: RawFd) {
     }
 }
 
+/// Makes each `(fd, target)` appear as descriptor `target` in the child started by `cmd`,
+/// whatever the numbers involved: the sources are first duplicated above every target,
+/// so no `dup2` clobbers a source still to be moved. Keep the returned descriptors until
+/// the child is spawned.
+pub fn inherit_fds(cmd: &mut Command, fds: &[(&OwnedFd, RawFd)]) -> io::Result<Vec<OwnedFd>> {
+    let mut high = Vec::with_capacity(fds.len());
+    let mut moves = Vec::with_capacity(fds.len());
+    for (fd, target) in fds {
+        // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor >= 64 or -1.
+        let h = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+        if h < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `h` was just returned by fcntl and is owned by nobody else.
+        high.push(unsafe { OwnedFd::from_raw_fd(h) });
+        moves.push((h, *target));
+    }
+    let hook = move || {
+        for (src, target) in &moves {
+            // SAFETY: dup2 between descriptors of the forked child; async-signal-safe.
+            if unsafe { libc::dup2(*src, *target) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only calls dup2 (async-signal-safe) on integers it owns a copy of;
+    // `moves` was allocated before the fork and is only read.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+    Ok(high)
+}
+
 /// Copies the executable at `path` into a sealed memfd (no write, grow, shrink or further
 /// seal changes). A process exec'd from it cannot be used to overwrite the file on disk
 /// through `/proc/<pid>/exe` (the runc CVE-2019-5736 class).
@@ -130,6 +164,36 @@ pub fn fork() -> io::Result<Forked> {
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Like [`fork`], but the child is PID 1 of a new pid namespace while the parent stays
+/// where it is (with `unshare(CLONE_NEWPID)` every later child of the parent would land
+/// in the namespace too, slirp4netns included).
+pub fn fork_into_new_pid_namespace() -> io::Result<Forked> {
+    if thread_count()? != 1 {
+        return Err(io::Error::other(
+            "refusing to fork a multi-threaded process",
+        ));
+    }
+    let flags = (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: clone without CLONE_VM and with a null stack is fork with extra flags: the
+    // child gets a copy-on-write copy of the address space and continues from here. The
+    // process is single-threaded (checked), so no lock is held by another thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match r {
+        r if r < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as libc::pid_t))),
     }
 }
 
