@@ -443,6 +443,7 @@ mod tests {
                 target: "/run/cache".into(),
                 kind: MountKind::Tmpfs { size: None },
             }],
+            cgroup_procs: vec![],
             scratch: "/tmp/scratch".into(),
             rlimits: vec![],
         }

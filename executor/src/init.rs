@@ -265,6 +265,11 @@ fn pid1(
     }
     drop(alive);
 
+    // Joined while still seeing the host's cgroupfs; every later process inherits it.
+    if let Err(e) = crate::cgroup::join(&spec.cgroup_procs) {
+        report(sock, &Message::SetupFailed(e.to_string()));
+        return SETUP_FAILED;
+    }
     if let Err(e) = enter_namespaces(&RealSys, spec.network) {
         report(sock, &Message::SetupFailed(e.to_string()));
         return SETUP_FAILED;

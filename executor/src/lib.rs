@@ -4,6 +4,7 @@
 //! Every syscall lives in [`sys`], behind small traits with recording fakes for unit tests;
 //! `unsafe` is denied everywhere else.
 
+pub mod cgroup;
 pub mod container;
 mod init;
 pub mod rootfs;

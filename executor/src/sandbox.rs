@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::cgroup::{Cgroup, Limits};
 use crate::init::{SPEC_FD, SPEC_FD_ENV};
 use crate::rootfs::resolve_in_root;
 use crate::spec::{ExtraMount, InitSpec, Message, Network, Rootfs, parse_message, write_spec};
@@ -50,6 +51,8 @@ pub enum SandboxError {
         "network mode \"sandbox\" needs slirp4netns, which is not installed; install it or use network mode \"host\" or \"none\""
     )]
     NoSandboxNetwork,
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     #[error("cancelled")]
     Cancelled,
     #[error("timed out after {0:?}")]
@@ -145,6 +148,8 @@ pub struct RunSpec {
     pub rlimits: Vec<Rlimit>,
     /// Kill the sandbox after this long.
     pub timeout: Option<Duration>,
+    /// Memory, CPU and process limits (a cgroup made for the run).
+    pub limits: Limits,
     /// Pass the caller's stdin to the command (`rbuild run -i`); otherwise `/dev/null`.
     pub stdin_inherit: bool,
 }
@@ -164,6 +169,7 @@ impl RunSpec {
             rlimits: Vec::new(),
             timeout: None,
             stdin_inherit: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -383,6 +389,12 @@ impl Sandbox {
             .collect();
         let stubs = missing_stubs(&spec.rootfs, &targets);
         let scratch = files.path().join("scratch");
+        // Dropped (removed) after the run, when every process in it is gone.
+        let cgroup = if spec.limits.is_empty() {
+            None
+        } else {
+            Some(Cgroup::create(&spec.limits)?)
+        };
         let init = InitSpec {
             rootfs: spec.rootfs.clone(),
             argv: spec.argv.clone(),
@@ -394,6 +406,7 @@ impl Sandbox {
             bind_files,
             slirp4netns,
             mounts: spec.mounts.clone(),
+            cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
             scratch,
             rlimits: spec.rlimits.clone(),
         };

@@ -117,6 +117,8 @@ pub struct InitSpec {
     /// The slirp4netns binary, for [`Network::Sandbox`].
     pub slirp4netns: Option<PathBuf>,
     pub mounts: Vec<ExtraMount>,
+    /// `cgroup.procs` files PID 1 joins before anything else (resource limits).
+    pub cgroup_procs: Vec<PathBuf>,
     /// A host directory for throwaway overlay uppers ([`MountKind::BindDiscard`]).
     pub scratch: PathBuf,
     pub rlimits: Vec<Rlimit>,
@@ -191,6 +193,7 @@ mod tests {
                     size: Some(1 << 20),
                 },
             }],
+            cgroup_procs: vec!["/sys/fs/cgroup/x/cgroup.procs".into()],
             scratch: "/tmp/s".into(),
             rlimits: vec![Rlimit {
                 resource: 7,

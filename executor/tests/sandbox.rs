@@ -584,3 +584,42 @@ fn network_sandbox_has_its_own_stack_but_not_the_hosts_loopback() {
         std::io::ErrorKind::WouldBlock
     );
 }
+
+#[test]
+fn resource_limits() {
+    if !can_run() {
+        return;
+    }
+    use rbuild_executor::cgroup::Limits;
+    let dir = fixture();
+    let sb = sandbox();
+    // PID 1, sh and three sleeps fill a limit of 5: the fourth sleep cannot start.
+    let mut spec = sh(
+        dir.path(),
+        "for i in 1 2 3 4; do sleep 1 & done; wait; echo done",
+    );
+    spec.limits = Limits {
+        pids: Some(5),
+        ..Limits::default()
+    };
+    let out = run(&sb, &spec);
+    assert!(!out.status.as_ref().unwrap().success(), "{out:?}");
+    assert!(out.stderr.contains("fork"), "{out:?}");
+    spec.limits = Limits::default();
+    assert_eq!(output_of(&sb, &spec), "done\n");
+    // A 256 MiB buffer does not fit in 32 MiB: the kernel kills the process.
+    let mut spec = sh(
+        dir.path(),
+        "dd if=/dev/zero of=/dev/null bs=256M count=1 2>/dev/null && echo fitted",
+    );
+    spec.limits = Limits {
+        memory: Some(32 << 20),
+        cpus: Some(0.5),
+        ..Limits::default()
+    };
+    let out = run(&sb, &spec);
+    assert!(!out.stdout.contains("fitted"), "{out:?}");
+    // Without limits the same command fits.
+    spec.limits = Limits::default();
+    assert_eq!(output_of(&sb, &spec), "fitted\n");
+}
