@@ -343,6 +343,27 @@ fn missing_stubs(rootfs: &Rootfs, targets: &[&str]) -> Vec<PathBuf> {
     stubs
 }
 
+/// Locks a directory rootfs for the run: shared when it has every mount target, else
+/// exclusive, so the stubs one run creates and removes never pull the floor from under
+/// another run on the same tree (such runs take turns). Returns the stubs to remove.
+fn lock_rootfs(
+    rootfs: &Rootfs,
+    targets: &[&str],
+) -> Result<(Vec<PathBuf>, Option<std::fs::File>), SandboxError> {
+    let Rootfs::Dir(root) = rootfs else {
+        return Ok((Vec::new(), None));
+    };
+    let dir = std::fs::File::open(root).map_err(SandboxError::Files)?;
+    dir.lock_shared().map_err(SandboxError::Files)?;
+    if missing_stubs(rootfs, targets).is_empty() {
+        return Ok((Vec::new(), Some(dir)));
+    }
+    dir.unlock().map_err(SandboxError::Files)?;
+    dir.lock().map_err(SandboxError::Files)?;
+    // Another run may have come and gone meanwhile: look again under the lock.
+    Ok((missing_stubs(rootfs, targets), Some(dir)))
+}
+
 fn remove_stubs(stubs: &[PathBuf]) {
     // Files before the directories that may hold them.
     for p in stubs.iter().rev() {
@@ -387,7 +408,7 @@ impl Sandbox {
             .chain(bind_files.iter().map(|(_, d)| d.as_str()))
             .chain(spec.mounts.iter().map(|m| m.target.as_str()))
             .collect();
-        let stubs = missing_stubs(&spec.rootfs, &targets);
+        let (stubs, _rootfs_lock) = lock_rootfs(&spec.rootfs, &targets)?;
         let scratch = files.path().join("scratch");
         // Dropped (removed) after the run, when every process in it is gone.
         let cgroup = if spec.limits.is_empty() {
