@@ -133,6 +133,9 @@ impl ExitStatus {
 /// One command to run in a sandbox.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
+    /// The root filesystem. Mount targets it lacks (`/proc`, `/etc/hosts`, extra mount
+    /// points...) are created for the run and removed after it for a [`Rootfs::Dir`];
+    /// in a [`Rootfs::Overlay`] they stay in the upper dir.
     pub rootfs: Rootfs,
     pub argv: Vec<String>,
     /// `KEY=value` strings, given to the command as they are.
