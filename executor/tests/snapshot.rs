@@ -42,7 +42,9 @@ fn overlay_available() -> bool {
 fn touch_commit_and_delete(s: &Snapshotter) {
     let base = base_layer(s);
     let sb = sandbox();
-    let step = s.prepare("step", std::slice::from_ref(&base)).unwrap();
+    let step = s
+        .prepare("sha256:step", std::slice::from_ref(&base))
+        .unwrap();
     output_of(&sb, &sh(step.path(), "touch /x && rm /etc/group"));
     let step = s.commit(step).unwrap();
     // Only the step's changes are in its layer; the base is untouched.

@@ -178,20 +178,26 @@ fn unmount(path: &Path) -> Result<(), SnapshotError> {
     }
 }
 
-/// Keys become directory names: short, no separators, no dots only.
-fn check_key(key: &str) -> Result<(), SnapshotError> {
-    let ok = !key.is_empty()
-        && key.len() <= 128
-        && key != "."
-        && key != ".."
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(SnapshotError::InvalidKey(key.to_owned()))
+/// The directory name of a key: bytes outside `[A-Za-z0-9_-]` (and a `.` anywhere but
+/// inside a name) are percent-encoded, so any key — a digest like `sha256:…` included —
+/// maps to exactly one name that is safe in a path and in overlay mount options (which
+/// split on `,` and `:`).
+fn key_dir(key: &str) -> Result<String, SnapshotError> {
+    let mut out = String::with_capacity(key.len());
+    for (i, b) in key.bytes().enumerate() {
+        let plain = b.is_ascii_alphanumeric()
+            || matches!(b, b'_' | b'-')
+            || (b == b'.' && i > 0 && i + 1 < key.len());
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
+    if key.is_empty() || out.len() > 200 {
+        return Err(SnapshotError::InvalidKey(key.to_owned()));
+    }
+    Ok(out)
 }
 
 /// Snapshots in one store directory.
@@ -250,8 +256,7 @@ impl Snapshotter {
 
     /// A committed layer made earlier, by key.
     pub fn committed(&self, key: &str) -> Result<Committed, SnapshotError> {
-        check_key(key)?;
-        let dir = self.root.join("layers").join(key);
+        let dir = self.root.join("layers").join(key_dir(key)?);
         if !dir.is_dir() {
             return Err(SnapshotError::NotFound(key.to_owned()));
         }
@@ -282,11 +287,11 @@ impl Snapshotter {
     }
 
     fn new_dir(&self, kind: &str, key: &str) -> Result<PathBuf, SnapshotError> {
-        check_key(key)?;
-        if self.root.join("layers").join(key).exists() {
+        let name = key_dir(key)?;
+        if self.root.join("layers").join(&name).exists() {
             return Err(SnapshotError::Exists(key.to_owned()));
         }
-        let dir = self.root.join(kind).join(key);
+        let dir = self.root.join(kind).join(&name);
         match std::fs::create_dir(&dir) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 Err(SnapshotError::Exists(key.to_owned()))
@@ -351,7 +356,7 @@ impl Snapshotter {
 
     /// Turns the changes of `active` into a committed layer with the same key.
     pub fn commit(&self, mut active: ActiveSnapshot) -> Result<Committed, SnapshotError> {
-        let layer = self.root.join("layers").join(&active.key);
+        let layer = self.root.join("layers").join(key_dir(&active.key)?);
         let staging = active.dir.join("layer");
         match active.kind.take() {
             Some(ActiveKind::Overlay { upper }) => {
@@ -400,7 +405,7 @@ impl Snapshotter {
         let trash = self
             .root
             .join("active")
-            .join(format!(".remove-{}", committed.key));
+            .join(format!(".remove-{}", key_dir(&committed.key)?));
         std::fs::rename(&committed.dir, &trash).map_err(io_err("rename", &committed.dir))?;
         std::fs::remove_dir_all(&trash).map_err(io_err("remove", &trash))
     }
@@ -488,14 +493,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_checked() {
-        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(129)] {
-            assert!(
-                matches!(check_key(bad), Err(SnapshotError::InvalidKey(_))),
-                "{bad:?}"
-            );
+    fn keys_map_to_safe_distinct_names() {
+        assert_eq!(key_dir("sha256:ab.c_1-2").unwrap(), "sha256%3Aab.c_1-2");
+        assert_eq!(key_dir("..").unwrap(), "%2E%2E");
+        assert_eq!(key_dir(".x").unwrap(), "%2Ex");
+        assert_eq!(key_dir("a/b,c").unwrap(), "a%2Fb%2Cc");
+        assert_ne!(key_dir("a:b").unwrap(), key_dir("a-b").unwrap());
+        assert_ne!(key_dir("a%3Ab").unwrap(), key_dir("a:b").unwrap());
+        for bad in ["", &"x".repeat(201)] {
+            assert!(matches!(key_dir(bad), Err(SnapshotError::InvalidKey(_))));
         }
-        check_key("sha256-abc_1.2").unwrap();
     }
 
     #[test]
@@ -508,7 +515,7 @@ mod tests {
             },
         )
         .unwrap();
-        let a = s.prepare("base", &[]).unwrap();
+        let a = s.prepare("sha256:base", &[]).unwrap();
         std::fs::write(a.path().join("f"), "1").unwrap();
         std::fs::write(a.path().join("g"), "1").unwrap();
         let base = s.commit(a).unwrap();
