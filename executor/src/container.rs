@@ -61,6 +61,8 @@ pub enum ContainerError {
     User(#[from] UserError),
     #[error("exec: \"{0}\": executable file not found in $PATH")]
     NotFound(String),
+    #[error("rootless runs can only be root inside (no subordinate ids are mapped), not {0:?}")]
+    RootlessUser(String),
     #[error("empty command")]
     EmptyCommand,
 }
@@ -166,7 +168,7 @@ fn mask_paths<S: Sys>(sys: &S, root: &Path, prefix: &str) -> Result<(), Containe
     Ok(())
 }
 
-fn mount_dev<S: Sys>(sys: &S, root: &Path) -> Result<(), ContainerError> {
+fn mount_dev<S: Sys>(sys: &S, root: &Path, rootless: bool) -> Result<(), ContainerError> {
     let dev = mountpoint_dir(root, "dev")?;
     sys.mount(&Mount::fs(
         "tmpfs",
@@ -185,7 +187,12 @@ fn mount_dev<S: Sys>(sys: &S, root: &Path) -> Result<(), ContainerError> {
         "devpts",
         &pts,
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        // gid 5 (tty) is not mapped in a rootless user namespace.
+        Some(if rootless {
+            "newinstance,ptmxmode=0666,mode=0620"
+        } else {
+            "newinstance,ptmxmode=0666,mode=0620,gid=5"
+        }),
     ))?;
     let shm = dev.join("shm");
     mkdir(&shm)?;
@@ -328,14 +335,22 @@ pub fn setup_container<S: Sys>(sys: &S, spec: &InitSpec) -> Result<Credentials, 
     }
     mount_proc(sys, root)?;
     mask_paths(sys, root, "proc/")?;
-    mount_dev(sys, root)?;
+    let rootless = spec.rootless.is_some();
+    mount_dev(sys, root, rootless)?;
     let sys_dir = mountpoint_dir(root, "sys")?;
-    sys.mount(&Mount::fs(
-        "sysfs",
-        &sys_dir,
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    ))?;
+    let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if rootless && spec.network == Network::Host {
+        // sysfs needs a network namespace of our own user namespace: bind the host's.
+        sys.mount(&Mount::bind("/sys", &sys_dir, true))?;
+        sys.mount(&Mount::remount_readonly(&sys_dir, safe))?;
+    } else {
+        sys.mount(&Mount::fs(
+            "sysfs",
+            &sys_dir,
+            MsFlags::MS_RDONLY | safe,
+            None,
+        ))?;
+    }
     mask_paths(sys, root, "sys/")?;
     bind_files(sys, root, spec)?;
     for (i, m) in spec.mounts.iter().enumerate() {
@@ -353,6 +368,9 @@ pub fn setup_container<S: Sys>(sys: &S, spec: &InitSpec) -> Result<Credentials, 
     let passwd = read_in_root(root, "/etc/passwd").map_err(io_err("read", root))?;
     let group = read_in_root(root, "/etc/group").map_err(io_err("read", root))?;
     let creds = user::resolve(&spec.user, passwd.as_deref(), group.as_deref())?;
+    if rootless && (creds.uid != 0 || creds.gid != 0) {
+        return Err(ContainerError::RootlessUser(spec.user.clone()));
+    }
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
     // no path to the host filesystem (and no need for a put_old directory in the image).
@@ -402,7 +420,10 @@ pub fn exec_command<S: Sys>(sys: &S, spec: &InitSpec, creds: &Credentials) -> Co
         }
         sys.drop_capabilities(&DEFAULT_CAPABILITIES)?;
         sys.set_no_new_privs()?;
-        sys.set_groups(&creds.additional_gids)?;
+        // A rootless user namespace denies setgroups (there is only one id to map).
+        if spec.rootless.is_none() {
+            sys.set_groups(&creds.additional_gids)?;
+        }
         sys.set_gid(creds.gid)?;
         sys.set_uid(creds.uid)?;
         sys.set_umask(0o022)?;
@@ -443,6 +464,7 @@ mod tests {
                 target: "/run/cache".into(),
                 kind: MountKind::Tmpfs { size: None },
             }],
+            rootless: None,
             cgroup_procs: vec![],
             scratch: "/tmp/scratch".into(),
             rlimits: vec![],

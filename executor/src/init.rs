@@ -109,19 +109,36 @@ fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
     // waits on `net` for the helper's "1" (network configured) before the command starts.
     let (ns_r, ns_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (net_r, net_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    match launch::fork_into_new_pid_namespace()? {
+    // Rootless: PID 1 waits on this pipe until the helper has written its id maps.
+    let (maps_r, maps_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match launch::fork_into_new_pid_namespace(spec.rootless.is_some())? {
         Forked::Child => {
             drop(alive_w);
             drop(net_w);
             drop(ns_r);
+            drop(maps_w);
             let net = (spec.network == Network::Sandbox).then_some((ns_w, net_r));
-            let code = pid1(spec, sock, &sfd, alive_r, net);
+            let maps = spec.rootless.is_some().then_some(maps_r);
+            let code = pid1(spec, sock, &sfd, alive_r, net, maps);
             launch::exit_now(code)
         }
         Forked::Parent(child) => {
             drop(alive_r);
             drop(net_r);
             drop(ns_w);
+            drop(maps_r);
+            if let Some(ids) = spec.rootless {
+                match write_id_maps(child, ids) {
+                    Ok(()) => {
+                        let _ = nix::unistd::write(&maps_w, b"1");
+                    }
+                    Err(e) => {
+                        report(sock, &Message::SetupFailed(format!("user namespace: {e}")));
+                        let _ = kill(child, Signal::SIGKILL);
+                    }
+                }
+            }
+            drop(maps_w);
             let slirp = if spec.network == Network::Sandbox {
                 let mut unshared = [0u8; 1];
                 let started = match std::fs::File::from(ns_r).read(&mut unshared) {
@@ -153,6 +170,15 @@ fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
     }
 }
 
+/// Maps the caller's ids to root in PID 1's user namespace (the only mapping an
+/// unprivileged process may write for itself; `setgroups` must be denied first).
+fn write_id_maps(child: Pid, (uid, gid): (u32, u32)) -> io::Result<()> {
+    let proc = std::path::PathBuf::from(format!("/proc/{child}"));
+    std::fs::write(proc.join("setgroups"), "deny")?;
+    std::fs::write(proc.join("uid_map"), format!("0 {uid} 1\n"))?;
+    std::fs::write(proc.join("gid_map"), format!("0 {gid} 1\n"))
+}
+
 /// slirp4netns serving the sandbox's network namespace from the host side: a tap device
 /// with NAT to the outside, and no route to the host's loopback.
 struct Slirp {
@@ -177,20 +203,32 @@ impl Slirp {
             "--ready-fd=3",
             "--exit-fd=4",
         ])
+        .args(
+            spec.rootless
+                .map(|_| format!("--userns-path=/proc/{target}/ns/user")),
+        )
         .arg(target.to_string())
         .arg("tap0")
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stdout(std::process::Stdio::null());
+        // Its complaints, for the error message if it fails (a file, which never blocks
+        // it the way a full pipe would).
+        let mut log = tempfile::tempfile()?;
+        cmd.stderr(log.try_clone()?);
         let keep = launch::inherit_fds(&mut cmd, &[(&ready_w, 3), (&exit_r, 4)])?;
         let mut child = cmd.spawn()?;
         drop((keep, ready_w, exit_r));
         let mut ready = [0u8; 1];
         if std::fs::File::from(ready_r).read(&mut ready)? != 1 {
             let status = child.wait()?;
+            let mut text = String::new();
+            use std::io::Seek;
+            log.seek(io::SeekFrom::Start(0))?;
+            let _ = (&mut log).take(4096).read_to_string(&mut text);
             return Err(io::Error::other(format!(
-                "{} did not start ({status})",
-                path.display()
+                "{} did not start ({status}): {}",
+                path.display(),
+                text.trim().replace('\n', "; ")
             )));
         }
         Ok(Self {
@@ -254,9 +292,17 @@ fn pid1(
     sfd: &SignalFd,
     alive: OwnedFd,
     net: Option<(OwnedFd, OwnedFd)>,
+    maps: Option<OwnedFd>,
 ) -> i32 {
     if launch::set_parent_death_signal(Signal::SIGKILL).is_err() {
         return SETUP_FAILED;
+    }
+    if let Some(fd) = maps {
+        let mut done = [0u8; 1];
+        if !matches!(std::fs::File::from(fd).read(&mut done), Ok(1)) {
+            // The helper reported why (or died).
+            return SETUP_FAILED;
+        }
     }
     let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
     if poll(&mut fds, PollTimeout::ZERO).map_or(true, |_| fds[0].any().unwrap_or(false)) {

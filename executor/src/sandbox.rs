@@ -430,6 +430,7 @@ impl Sandbox {
             bind_files,
             slirp4netns,
             mounts: spec.mounts.clone(),
+            rootless: (!crate::sys::running_as_root()).then(crate::sys::effective_ids),
             cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
             scratch,
             rlimits: spec.rlimits.clone(),

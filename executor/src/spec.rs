@@ -117,6 +117,8 @@ pub struct InitSpec {
     /// The slirp4netns binary, for [`Network::Sandbox`].
     pub slirp4netns: Option<PathBuf>,
     pub mounts: Vec<ExtraMount>,
+    /// Rootless: the caller's `(uid, gid)`, mapped to root in a new user namespace.
+    pub rootless: Option<(u32, u32)>,
     /// `cgroup.procs` files PID 1 joins before anything else (resource limits).
     pub cgroup_procs: Vec<PathBuf>,
     /// A host directory for throwaway overlay uppers ([`MountKind::BindDiscard`]).
@@ -193,6 +195,7 @@ mod tests {
                     size: Some(1 << 20),
                 },
             }],
+            rootless: Some((1000, 1000)),
             cgroup_procs: vec!["/sys/fs/cgroup/x/cgroup.procs".into()],
             scratch: "/tmp/s".into(),
             rlimits: vec![Rlimit {

@@ -170,13 +170,19 @@ pub fn fork() -> io::Result<Forked> {
 /// Like [`fork`], but the child is PID 1 of a new pid namespace while the parent stays
 /// where it is (with `unshare(CLONE_NEWPID)` every later child of the parent would land
 /// in the namespace too, slirp4netns included).
-pub fn fork_into_new_pid_namespace() -> io::Result<Forked> {
+///
+/// With `user_namespace`, the child is also in a new user namespace (owning the pid
+/// namespace), where it has no ids until the parent writes its maps.
+pub fn fork_into_new_pid_namespace(user_namespace: bool) -> io::Result<Forked> {
     if thread_count()? != 1 {
         return Err(io::Error::other(
             "refusing to fork a multi-threaded process",
         ));
     }
-    let flags = (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+    let mut flags = (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+    if user_namespace {
+        flags |= libc::CLONE_NEWUSER as libc::c_ulong;
+    }
     // SAFETY: clone without CLONE_VM and with a null stack is fork with extra flags: the
     // child gets a copy-on-write copy of the address space and continues from here. The
     // process is single-threaded (checked), so no lock is held by another thread.

@@ -168,6 +168,14 @@ pub trait Sys: Mounter + Namespaces + Process {}
 
 impl<T: Mounter + Namespaces + Process> Sys for T {}
 
+/// The effective uid and gid of this process.
+pub fn effective_ids() -> (u32, u32) {
+    (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
+}
+
 /// Whether the effective uid is 0 (tests that need root check this and say why they skip).
 pub fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
