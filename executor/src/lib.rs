@@ -13,7 +13,9 @@
 //! whose only pre-exec work is a `dup2` of the spec socket onto fd 3. The fresh,
 //! single-threaded helper forks PID 1 into a new pid namespace; PID 1 unshares the mount,
 //! UTS, IPC (and network) namespaces, builds the container ([`container`]), forks the
-//! command, forwards signals and reaps zombies.
+//! command, forwards signals and reaps zombies. Started by a non-root user, PID 1 also
+//! gets a new user namespace with the caller mapped to root (rootless; root-only inside,
+//! since no subordinate ids are mapped), and snapshots fall back to copies.
 //!
 //! # Guards against known runtime escapes
 //!
@@ -44,3 +46,17 @@ pub use sandbox::{CancelHandle, ExitStatus, Helper, RunSpec, Sandbox, SandboxErr
 pub use spec::{
     DEFAULT_CAPABILITIES, DEFAULT_PATH, ExtraMount, InitSpec, Message, MountKind, Network, Rootfs,
 };
+
+#[cfg(test)]
+mod tests {
+    /// The solver shares one sandbox and snapshotter across worker threads.
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::Sandbox>();
+        check::<crate::CancelHandle>();
+        check::<crate::snapshot::Snapshotter>();
+        check::<crate::snapshot::ActiveSnapshot>();
+        check::<crate::snapshot::Committed>();
+    }
+}
