@@ -65,10 +65,9 @@ fn helper_main() -> io::Result<i32> {
             "not started by rbuild (this is an internal entry point)",
         ));
     }
-    let sock = UnixStream::from(launch::take_inherited_fd(SPEC_FD)?);
+    let mut sock = UnixStream::from(launch::take_inherited_fd(SPEC_FD)?);
     // Nothing the caller leaked may reach the sandbox.
     launch::close_fds_from(SPEC_FD as u32 + 1)?;
-    let mut sock = sock;
     let spec = read_spec(&mut sock)?;
     match start(&spec, &sock) {
         Ok(code) => Ok(code),
@@ -100,7 +99,8 @@ fn exit_code(status: WaitStatus) -> Option<(Option<i32>, Option<i32>, i32)> {
     }
 }
 
-/// The helper: unshare, fork PID 1, supervise it.
+/// The helper: fork PID 1 into its namespaces (writing its id maps, starting slirp4netns
+/// as needed), then supervise it.
 fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
     let sfd = signal_fd()?;
     // PID 1 polls this pipe once after PR_SET_PDEATHSIG to catch a helper that died first.
