@@ -3,5 +3,60 @@
 //!
 //! Every syscall lives in [`sys`], behind small traits with recording fakes for unit tests;
 //! `unsafe` is denied everywhere else.
+//!
+//! # How a run is started
+//!
+//! The caller (possibly a multi-threaded tokio process) never forks with code of its own:
+//! [`Sandbox::run`] spawns a [`Helper`] — a program whose `main` is
+//! [`sandbox_init_main`] (the crate's `rbuild-sandbox-init`, or the `rbuild` binary with a
+//! hidden subcommand through [`Helper::current_exe`]) — with `std::process::Command`,
+//! whose only pre-exec work is a `dup2` of the spec socket onto fd 3. The fresh,
+//! single-threaded helper forks PID 1 into a new pid namespace; PID 1 unshares the mount,
+//! UTS, IPC (and network) namespaces, builds the container ([`container`]), forks the
+//! command, forwards signals and reaps zombies. Started by a non-root user, PID 1 also
+//! gets a new user namespace with the caller mapped to root (rootless; root-only inside,
+//! since no subordinate ids are mapped), and snapshots fall back to copies.
+//!
+//! # Guards against known runtime escapes
+//!
+//! - runc CVE-2019-5736 (overwriting the runtime binary through `/proc/<pid>/exe`): the
+//!   helper is exec'd from a sealed memfd copy (no writes, no resizes), so no path leads
+//!   from the sandbox to the binary on disk; PID 1 is also non-dumpable, so its
+//!   `/proc/1/{exe,fd,environ,root}` cannot be opened from inside.
+//! - runc CVE-2024-21626 (a leaked host fd used as the working directory): the helper
+//!   closes every inherited descriptor but the spec socket, every descriptor of the
+//!   command but stdio is close-on-exec (`close_range`), and the working directory is
+//!   entered by path after `pivot_root` and the detach of the old root.
+//! - Symlinks in the image are resolved inside the rootfs ([`rootfs`]) for every mount
+//!   target and every file read before `pivot_root`; symlinked mount points under `/` are
+//!   refused.
 
+pub mod cgroup;
+pub mod container;
+mod init;
+pub mod rootfs;
+mod sandbox;
+pub mod snapshot;
+mod spec;
 pub mod sys;
+pub mod user;
+
+pub use init::sandbox_init_main;
+pub use sandbox::{CancelHandle, ExitStatus, Helper, RunSpec, Sandbox, SandboxError, Stream};
+pub use spec::{
+    DEFAULT_CAPABILITIES, DEFAULT_PATH, ExtraMount, InitSpec, Message, MountKind, Network, Rootfs,
+};
+
+#[cfg(test)]
+mod tests {
+    /// The solver shares one sandbox and snapshotter across worker threads.
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::Sandbox>();
+        check::<crate::CancelHandle>();
+        check::<crate::snapshot::Snapshotter>();
+        check::<crate::snapshot::ActiveSnapshot>();
+        check::<crate::snapshot::Committed>();
+    }
+}

@@ -1,0 +1,553 @@
+//! The caller's side of the sandbox: start the helper, hand it the spec, stream its
+//! output to a callback, enforce cancel and timeout, and turn its report into a result.
+//!
+//! The caller may be a multi-threaded tokio process, so it never forks with a closure of
+//! its own: it spawns the helper with `std::process::Command`, whose only pre-exec work is
+//! a `dup2` of the spec socket to fd 3. The helper is exec'd from a sealed memfd copy of
+//! its binary made once per [`Helper`], so nothing running in the sandbox can write to the
+//! binary on the host through `/proc/<pid>/exe` (the runc CVE-2019-5736 class).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::cgroup::{Cgroup, Limits};
+use crate::init::{SPEC_FD, SPEC_FD_ENV};
+use crate::rootfs::resolve_in_root;
+use crate::spec::{ExtraMount, InitSpec, Message, Network, Rootfs, parse_message, write_spec};
+use crate::sys::Rlimit;
+use crate::sys::launch::{self, Pidfd};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("prepare sandbox helper {path}")]
+    Helper {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("start sandbox")]
+    Spawn(#[source] io::Error),
+    #[error("write sandbox files")]
+    Files(#[source] io::Error),
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+    #[error("{message}")]
+    Exec { message: String, code: i32 },
+    #[error("sandbox helper ended without a report ({0})")]
+    NoReport(String),
+    #[error(
+        "network mode \"sandbox\" needs slirp4netns, which is not installed; install it or use network mode \"host\" or \"none\""
+    )]
+    NoSandboxNetwork,
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+}
+
+/// How the sandbox helper is started: a program and leading arguments that end up in
+/// [`crate::sandbox_init_main`] (the `rbuild` binary with its hidden subcommand, or the
+/// crate's `rbuild-sandbox-init`).
+#[derive(Debug)]
+pub struct Helper {
+    program: PathBuf,
+    args: Vec<OsString>,
+    /// The sealed in-memory copy that is actually exec'd.
+    exe: OwnedFd,
+}
+
+impl Helper {
+    /// Copies `program` into a sealed memfd; later edits of the file do not affect runs.
+    pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>) -> Result<Self, SandboxError> {
+        let program = program.into();
+        let exe = launch::sealed_copy(&program, c"rbuild-sandbox-init").map_err(|source| {
+            SandboxError::Helper {
+                path: program.clone(),
+                source,
+            }
+        })?;
+        Ok(Self { program, args, exe })
+    }
+
+    /// The running binary itself (through `/proc/self/exe`, so a binary replaced on disk
+    /// since start is still the one copied), started with `args` — for the `rbuild`
+    /// binary's hidden subcommand.
+    pub fn current_exe(args: Vec<OsString>) -> Result<Self, SandboxError> {
+        let exe = launch::sealed_copy(Path::new("/proc/self/exe"), c"rbuild-sandbox-init")
+            .map_err(|source| SandboxError::Helper {
+                path: PathBuf::from("/proc/self/exe"),
+                source,
+            })?;
+        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbuild"));
+        Ok(Self { program, args, exe })
+    }
+
+    /// Whether the exec'd copy is sealed against writes (always, unless the kernel lied).
+    pub fn is_sealed(&self) -> bool {
+        launch::is_write_sealed(&self.exe)
+    }
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// The status a shell would report (`128 + n` for signal `n`).
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// One command to run in a sandbox.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The root filesystem. Mount targets it lacks (`/proc`, `/etc/hosts`, extra mount
+    /// points...) are created for the run and removed after it for a [`Rootfs::Dir`];
+    /// in a [`Rootfs::Overlay`] they stay in the upper dir.
+    pub rootfs: Rootfs,
+    pub argv: Vec<String>,
+    /// `KEY=value` strings, given to the command as they are.
+    pub env: Vec<String>,
+    /// Working directory inside; created (owned by root) if missing.
+    pub cwd: String,
+    /// A `USER` value, resolved inside the rootfs; empty means root.
+    pub user: String,
+    pub hostname: String,
+    pub network: Network,
+    /// Extra mounts, made in order after the rootfs's own.
+    pub mounts: Vec<ExtraMount>,
+    pub rlimits: Vec<Rlimit>,
+    /// Kill the sandbox after this long.
+    pub timeout: Option<Duration>,
+    /// Memory, CPU and process limits (a cgroup made for the run).
+    pub limits: Limits,
+    /// Pass the caller's stdin to the command (`rbuild run -i`); otherwise `/dev/null`.
+    pub stdin_inherit: bool,
+}
+
+impl RunSpec {
+    /// A spec with Docker's defaults: root, `/`, hostname `sandbox`, no network.
+    pub fn new(rootfs: Rootfs, argv: Vec<String>) -> Self {
+        Self {
+            rootfs,
+            argv,
+            env: vec![format!("PATH={}", crate::spec::DEFAULT_PATH)],
+            cwd: "/".to_owned(),
+            user: String::new(),
+            hostname: "sandbox".to_owned(),
+            network: Network::None,
+            mounts: Vec::new(),
+            rlimits: Vec::new(),
+            timeout: None,
+            stdin_inherit: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    next: AtomicU64,
+    running: Mutex<BTreeMap<u64, Pidfd>>,
+}
+
+/// Cancels runs from any thread: kills the helper, whose death kills PID 1 of the
+/// sandbox (`PR_SET_PDEATHSIG`), whose death makes the kernel kill the whole namespace.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<CancelInner>);
+
+impl CancelHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels every run using this handle, now and later.
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        let running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        for pidfd in running.values() {
+            let _ = pidfd.signal(Signal::SIGKILL);
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    fn attach(&self, pidfd: Pidfd) -> u64 {
+        let id = self.0.next.fetch_add(1, Ordering::SeqCst);
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock, so a concurrent cancel() either sees the entry or has
+        // already set the flag.
+        if self.is_cancelled() {
+            let _ = pidfd.signal(Signal::SIGKILL);
+        }
+        running.insert(id, pidfd);
+        id
+    }
+
+    fn kill(&self, id: u64) {
+        let running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pidfd) = running.get(&id) {
+            let _ = pidfd.signal(Signal::SIGKILL);
+        }
+    }
+
+    fn detach(&self, id: u64) {
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.remove(&id);
+    }
+}
+
+/// Runs commands in sandboxes through one [`Helper`].
+#[derive(Debug)]
+pub struct Sandbox {
+    helper: Helper,
+}
+
+enum Event {
+    Output(Stream, Vec<u8>),
+    Message(Message),
+    Eof,
+}
+
+fn pump(mut r: impl Read, stream: Stream, tx: &mpsc::Sender<Event>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if tx.send(Event::Output(stream, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tx.send(Event::Eof);
+}
+
+fn pump_messages(sock: UnixStream, tx: &mpsc::Sender<Event>) {
+    for line in BufReader::new(sock).split(b'\n') {
+        let Ok(line) = line else { break };
+        let msg = parse_message(&line)
+            .unwrap_or_else(|e| Message::SetupFailed(format!("bad report from sandbox: {e}")));
+        if tx.send(Event::Message(msg)).is_err() {
+            break;
+        }
+    }
+    let _ = tx.send(Event::Eof);
+}
+
+/// The generated files bind-mounted at `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`.
+fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, String)>> {
+    let hosts = format!(
+        "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        h = spec.hostname
+    );
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv: String = match spec.network {
+        Network::Host => host_resolv,
+        // Loopback resolvers of the host are not reachable from another namespace.
+        Network::None | Network::Sandbox => host_resolv
+            .lines()
+            .filter(|l| {
+                let mut w = l.split_whitespace();
+                !(w.next() == Some("nameserver")
+                    && w.next()
+                        .is_some_and(|a| a.starts_with("127.") || a == "::1"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    };
+    let resolv = if spec.network == Network::Sandbox && !resolv.contains("nameserver") {
+        // slirp4netns's own DNS forwarder.
+        format!("{resolv}nameserver 10.0.2.3\n")
+    } else {
+        resolv
+    };
+    let mut files = Vec::new();
+    for (name, content) in [
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+        ("hostname", format!("{}\n", spec.hostname)),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, content)?;
+        files.push((p, format!("/etc/{name}")));
+    }
+    Ok(files)
+}
+
+/// Finds `name` in the caller's `PATH`.
+fn find_host_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Mount targets (and their parents) the sandbox will create because the image lacks
+/// them; removed after the run (if still empty) so they never end up in a layer.
+fn missing_stubs(rootfs: &Rootfs, targets: &[&str]) -> Vec<PathBuf> {
+    let Rootfs::Dir(root) = rootfs else {
+        return Vec::new();
+    };
+    let mut stubs: Vec<PathBuf> = Vec::new();
+    for target in targets {
+        let Ok(resolved) = resolve_in_root(root, Path::new(target)) else {
+            continue;
+        };
+        let Ok(rel) = resolved.strip_prefix(root) else {
+            continue;
+        };
+        let mut cur = root.clone();
+        for c in rel.components() {
+            cur.push(c);
+            if std::fs::symlink_metadata(&cur).is_err() && !stubs.contains(&cur) {
+                stubs.push(cur.clone());
+            }
+        }
+    }
+    stubs
+}
+
+/// Locks a directory rootfs for the run: shared when it has every mount target, else
+/// exclusive, so the stubs one run creates and removes never pull the floor from under
+/// another run on the same tree (such runs take turns). Returns the stubs to remove.
+fn lock_rootfs(
+    rootfs: &Rootfs,
+    targets: &[&str],
+) -> Result<(Vec<PathBuf>, Option<std::fs::File>), SandboxError> {
+    let Rootfs::Dir(root) = rootfs else {
+        return Ok((Vec::new(), None));
+    };
+    let dir = std::fs::File::open(root).map_err(SandboxError::Files)?;
+    dir.lock_shared().map_err(SandboxError::Files)?;
+    if missing_stubs(rootfs, targets).is_empty() {
+        return Ok((Vec::new(), Some(dir)));
+    }
+    dir.unlock().map_err(SandboxError::Files)?;
+    dir.lock().map_err(SandboxError::Files)?;
+    // Another run may have come and gone meanwhile: look again under the lock.
+    Ok((missing_stubs(rootfs, targets), Some(dir)))
+}
+
+fn remove_stubs(stubs: &[PathBuf]) {
+    // Files before the directories that may hold them.
+    for p in stubs.iter().rev() {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(p);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(p);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Sandbox {
+    pub fn new(helper: Helper) -> Self {
+        Self { helper }
+    }
+
+    /// Runs `spec`, calling `output` with each chunk of stdout/stderr as it arrives, and
+    /// returns how the command ended. Blocks the calling thread (use `spawn_blocking`).
+    pub fn run(
+        &self,
+        spec: &RunSpec,
+        cancel: &CancelHandle,
+        output: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<ExitStatus, SandboxError> {
+        let slirp4netns = match spec.network {
+            Network::Sandbox => {
+                Some(find_host_program("slirp4netns").ok_or(SandboxError::NoSandboxNetwork)?)
+            }
+            _ => None,
+        };
+        let files = tempfile::Builder::new()
+            .prefix("rbuild-run-")
+            .tempdir()
+            .map_err(SandboxError::Files)?;
+        let bind_files = write_etc_files(files.path(), spec).map_err(SandboxError::Files)?;
+        let targets: Vec<&str> = ["/proc", "/dev", "/sys"]
+            .into_iter()
+            .chain(bind_files.iter().map(|(_, d)| d.as_str()))
+            .chain(spec.mounts.iter().map(|m| m.target.as_str()))
+            .collect();
+        let (stubs, _rootfs_lock) = lock_rootfs(&spec.rootfs, &targets)?;
+        let scratch = files.path().join("scratch");
+        // Dropped (removed) after the run, when every process in it is gone.
+        let cgroup = if spec.limits.is_empty() {
+            None
+        } else {
+            Some(Cgroup::create(&spec.limits)?)
+        };
+        let init = InitSpec {
+            rootfs: spec.rootfs.clone(),
+            argv: spec.argv.clone(),
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            user: spec.user.clone(),
+            hostname: spec.hostname.clone(),
+            network: spec.network,
+            bind_files,
+            slirp4netns,
+            mounts: spec.mounts.clone(),
+            rootless: (!crate::sys::running_as_root()).then(crate::sys::effective_ids),
+            cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
+            scratch,
+            rlimits: spec.rlimits.clone(),
+        };
+        let result = self.run_init(&init, spec.timeout, spec.stdin_inherit, cancel, output);
+        remove_stubs(&stubs);
+        result
+    }
+
+    fn run_init(
+        &self,
+        init: &InitSpec,
+        timeout: Option<Duration>,
+        stdin_inherit: bool,
+        cancel: &CancelHandle,
+        output: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<ExitStatus, SandboxError> {
+        let (ours, theirs) = UnixStream::pair().map_err(SandboxError::Spawn)?;
+        let mut cmd = Command::new(format!("/proc/self/fd/{}", self.helper.exe.as_raw_fd()));
+        cmd.arg0(&self.helper.program)
+            .args(&self.helper.args)
+            .env_clear()
+            .env(SPEC_FD_ENV, SPEC_FD.to_string())
+            .stdin(if stdin_inherit {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let theirs = OwnedFd::from(theirs);
+        launch::inherit_fd(&mut cmd, &theirs, SPEC_FD);
+        let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+        drop(theirs);
+        // Until the child is waited for, its pid cannot be reused.
+        let id = match Pidfd::open(child.id()) {
+            Ok(pidfd) => cancel.attach(pidfd),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SandboxError::Spawn(e));
+            }
+        };
+        let started = Instant::now();
+        // A helper that died early shows up below as a missing report.
+        let _ = write_spec(&mut &ours, init);
+
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let reader = ours.try_clone().map_err(SandboxError::Spawn);
+        let mut report = None;
+        let mut timed_out = false;
+        std::thread::scope(|s| {
+            let (tx, rx) = mpsc::channel();
+            let mut sources = 0;
+            if let Some(out) = stdout {
+                let tx = tx.clone();
+                s.spawn(move || pump(out, Stream::Stdout, &tx));
+                sources += 1;
+            }
+            if let Some(err) = stderr {
+                let tx = tx.clone();
+                s.spawn(move || pump(err, Stream::Stderr, &tx));
+                sources += 1;
+            }
+            if let Ok(sock) = reader {
+                let tx = tx.clone();
+                s.spawn(move || pump_messages(sock, &tx));
+                sources += 1;
+            }
+            drop(tx);
+            while sources > 0 {
+                let event = match timeout {
+                    Some(t) if !timed_out => {
+                        match rx.recv_timeout(t.saturating_sub(started.elapsed())) {
+                            Ok(e) => e,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                timed_out = true;
+                                cancel.kill(id);
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                    _ => match rx.recv() {
+                        Ok(e) => e,
+                        Err(_) => break,
+                    },
+                };
+                match event {
+                    Event::Output(stream, data) => output(stream, &data),
+                    // The first report is the cause: an exec failure is followed by
+                    // PID 1's report of the exit it caused.
+                    Event::Message(m) => {
+                        report.get_or_insert(m);
+                    }
+                    Event::Eof => sources -= 1,
+                }
+            }
+        });
+        let status = child.wait();
+        cancel.detach(id);
+        match report {
+            Some(Message::Exited {
+                signal: Some(s), ..
+            }) => Ok(ExitStatus::Signal(s)),
+            Some(Message::Exited { code, .. }) => Ok(ExitStatus::Code(code.unwrap_or(0))),
+            Some(Message::ExecFailed { message, code }) => {
+                Err(SandboxError::Exec { message, code })
+            }
+            Some(Message::SetupFailed(m)) => Err(SandboxError::Setup(m)),
+            None if timed_out => Err(SandboxError::TimedOut(timeout.unwrap_or_default())),
+            None if cancel.is_cancelled() => Err(SandboxError::Cancelled),
+            None => Err(SandboxError::NoReport(match status {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            })),
+        }
+    }
+}
