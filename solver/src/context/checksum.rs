@@ -1,0 +1,548 @@
+//! Checksums of exactly the context files a `COPY`/`ADD` source list selects.
+//!
+//! The digest is blake3 over a length-prefixed encoding of, per source in the given
+//! order and per match in sorted order, every selected entry in sorted path order:
+//! its path relative to the match, its type, its permission bits (`mode & 0o7777`), the
+//! content hash of a file, the target of a symlink (never the target's content), and
+//! its extended attributes (sorted, without `security.selinux`). A directory contributes
+//! its own mode, and its selected entries' names and types appear as their own records,
+//! so a chmod, rename, file↔symlink swap or retarget always changes the digest. Owners
+//! (uid/gid: context files count as 0) and timestamps never enter it. Excluded paths are
+//! skipped entirely; an excluded directory is entered only if an exception may
+//! re-include something below it, and then recorded only if something was.
+
+use std::ffi::OsString;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use super::clean::clean;
+use super::glob::{FileGlob, PatternError, has_glob_meta};
+use super::ignore::Matcher;
+use super::metacache::{FileKey, HashStats, MetaCache};
+
+/// Domain separation for the digest encoding; bump when the encoding changes.
+const DIGEST_HEADER: &[u8] = b"rbuild.context.selection.v1\0";
+/// Symlink hops allowed while resolving a source, as Linux allows (MAXSYMLINKS).
+const MAX_SYMLINK_HOPS: u32 = 40;
+/// Read buffer size; chunks this large are hashed with blake3's rayon mode.
+const CHUNK: usize = 1 << 20;
+/// Below this a chunk is hashed on one thread (rayon overhead would dominate).
+const PARALLEL_CHUNK_MIN: usize = 128 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChecksumError {
+    #[error("cannot open build context {path}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error("{0:?} not found in the build context")]
+    NotFound(String),
+    #[error("too many levels of symbolic links resolving {0:?}")]
+    SymlinkLoop(String),
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ChecksumError + '_ {
+    move |source| ChecksumError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The result of [`checksum_selection`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    /// blake3 of the canonical encoding of the selection.
+    pub digest: [u8; 32],
+    /// Number of selected entries (files, directories, symlinks, others).
+    pub entries: u64,
+    /// What this run read (cache hits are files it did not read).
+    pub stats: HashStats,
+}
+
+impl Checksum {
+    /// The digest as `blake3:<hex>`.
+    pub fn to_digest_string(&self) -> String {
+        format!("blake3:{}", hex::encode(self.digest))
+    }
+}
+
+struct Entry {
+    /// Path relative to the match root; empty for the match root itself.
+    rel: Vec<u8>,
+    abs: PathBuf,
+    meta: Metadata,
+}
+
+enum Item {
+    Marker(Vec<u8>),
+    Entry(Entry),
+}
+
+#[derive(Default)]
+struct Counters {
+    files_hashed: AtomicU64,
+    bytes_read: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+/// Checksums the files that `sources` (COPY/ADD source paths, relative to `root`, with
+/// `filepath.Match` wildcards per path element) select from the context at `root`,
+/// leaving out everything `excludes` excludes. A directory source selects its subtree;
+/// symlinks in a source path itself are followed (within the context), symlinks inside
+/// a selected tree are recorded as links. A source that selects nothing is an error.
+///
+/// With a `cache`, files whose metadata is unchanged since they were hashed are not
+/// read again, and newly hashed files are remembered in it.
+pub fn checksum_selection<S: AsRef<str>>(
+    root: &Path,
+    sources: &[S],
+    excludes: &Matcher,
+    cache: Option<&MetaCache>,
+) -> Result<Checksum, ChecksumError> {
+    let root = std::fs::canonicalize(root).map_err(|source| ChecksumError::Root {
+        path: root.to_owned(),
+        source,
+    })?;
+    // Taken before any file is looked at: hashes of files changed after this instant
+    // minus the racy window are not remembered.
+    let racy_cutoff = cache.map(|c| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let cutoff = now.saturating_sub(c.racy_window().as_nanos());
+        i64::try_from(cutoff).unwrap_or(i64::MAX)
+    });
+
+    let mut items = vec![Item::Marker(DIGEST_HEADER.to_vec())];
+    for source in sources {
+        let source = source.as_ref();
+        let cleaned = clean_source(source);
+        items.push(Item::Marker(record(b'S', cleaned.as_bytes())));
+        let wildcard = has_glob_meta(&cleaned);
+        let mut selected_any = false;
+        for matched in expand(&root, &cleaned)? {
+            let Some(real) = resolve_in_root(&root, &matched)? else {
+                if wildcard {
+                    continue;
+                }
+                return Err(ChecksumError::NotFound(source.to_owned()));
+            };
+            let mark = items.len();
+            items.push(Item::Marker(record(b'M', matched.as_os_str().as_bytes())));
+            if select(&root, &matched, &real, excludes, &mut items)? {
+                selected_any = true;
+            } else {
+                items.truncate(mark);
+            }
+        }
+        if !selected_any {
+            return Err(ChecksumError::NotFound(source.to_owned()));
+        }
+    }
+
+    let counters = Counters::default();
+    let records: Vec<Option<Vec<u8>>> = items
+        .par_iter()
+        .map(|item| match item {
+            Item::Marker(_) => Ok(None),
+            Item::Entry(e) => encode_entry(e, cache, racy_cutoff, &counters).map(Some),
+        })
+        .collect::<Result<_, _>>()?;
+    let mut hasher = blake3::Hasher::new();
+    let mut entries = 0;
+    for (item, rec) in items.iter().zip(&records) {
+        match (item, rec) {
+            (Item::Marker(m), _) => {
+                hasher.update(m);
+            }
+            (Item::Entry(_), Some(r)) => {
+                entries += 1;
+                hasher.update(r);
+            }
+            (Item::Entry(_), None) => {}
+        }
+    }
+    let stats = HashStats {
+        files_hashed: counters.files_hashed.into_inner(),
+        bytes_read: counters.bytes_read.into_inner(),
+        cache_hits: counters.cache_hits.into_inner(),
+    };
+    if let Some(c) = cache {
+        c.count(stats.files_hashed, stats.bytes_read, stats.cache_hits);
+    }
+    Ok(Checksum {
+        digest: *hasher.finalize().as_bytes(),
+        entries,
+        stats,
+    })
+}
+
+/// Cleans a source path and keeps it inside the context (`..` stops at the root, as
+/// BuildKit scopes sources); the context root itself is `.`.
+fn clean_source(source: &str) -> String {
+    let rooted = clean(&format!("/{source}"));
+    match rooted.strip_prefix('/') {
+        Some("") | None => ".".to_owned(),
+        Some(rel) => rel.to_owned(),
+    }
+}
+
+/// Expands wildcards element by element (Go's `filepath.Match` per element, like
+/// BuildKit's wildcard resolution); a literal source is returned as is.
+fn expand(root: &Path, cleaned: &str) -> Result<Vec<PathBuf>, ChecksumError> {
+    if !has_glob_meta(cleaned) {
+        return Ok(vec![PathBuf::from(cleaned)]);
+    }
+    let mut frontier = vec![PathBuf::new()];
+    for comp in cleaned.split('/') {
+        let mut next = Vec::new();
+        if has_glob_meta(comp) {
+            let glob = FileGlob::new(comp)?;
+            for base in &frontier {
+                let Some(real) = resolve_in_root(root, base)? else {
+                    continue;
+                };
+                let dir = root.join(&real);
+                if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                    continue;
+                }
+                for name in sorted_names(&dir)? {
+                    if glob.matches(&lossy(name.as_bytes())) {
+                        next.push(base.join(&name));
+                    }
+                }
+            }
+        } else {
+            next = frontier.iter().map(|b| b.join(comp)).collect();
+        }
+        frontier = next;
+    }
+    Ok(frontier)
+}
+
+/// Resolves `rel` inside `root`, following symlinks in every element but never leaving
+/// the root (absolute targets restart at the root, `..` stops there). `None` when the
+/// path does not exist.
+fn resolve_in_root(root: &Path, rel: &Path) -> Result<Option<PathBuf>, ChecksumError> {
+    let mut pending: Vec<OsString> = components(rel);
+    pending.reverse();
+    let mut stack: Vec<OsString> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        if comp == ".." {
+            stack.pop();
+            continue;
+        }
+        if comp == "." || comp.is_empty() {
+            continue;
+        }
+        stack.push(comp);
+        let abs: PathBuf = std::iter::once(root.as_os_str().to_owned())
+            .chain(stack.iter().cloned())
+            .collect();
+        let meta = match std::fs::symlink_metadata(&abs) {
+            Ok(m) => m,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(source) => return Err(ChecksumError::Io { path: abs, source }),
+        };
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > MAX_SYMLINK_HOPS {
+                return Err(ChecksumError::SymlinkLoop(rel.display().to_string()));
+            }
+            let target = std::fs::read_link(&abs).map_err(io_err(&abs))?;
+            stack.pop();
+            if target.is_absolute() {
+                stack.clear();
+            }
+            let mut more = components(&target);
+            more.reverse();
+            pending.extend(more);
+        }
+    }
+    Ok(Some(stack.iter().collect()))
+}
+
+fn components(p: &Path) -> Vec<OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect()
+}
+
+/// Adds the entries of one match to `items`; false when nothing was selected.
+fn select(
+    root: &Path,
+    matched: &Path,
+    real: &Path,
+    excludes: &Matcher,
+    items: &mut Vec<Item>,
+) -> Result<bool, ChecksumError> {
+    let abs = root.join(real);
+    let meta = std::fs::symlink_metadata(&abs).map_err(io_err(&abs))?;
+    let real_str = context_path(real);
+    let excluded = excludes.matches(&context_path(matched)) || excludes.matches(&real_str);
+    let is_dir = meta.is_dir();
+    if excluded && !(is_dir && excludes.may_reinclude_below(&real_str)) {
+        return Ok(false);
+    }
+    let mark = items.len();
+    items.push(Item::Entry(Entry {
+        rel: Vec::new(),
+        abs: abs.clone(),
+        meta,
+    }));
+    if is_dir {
+        walk(&abs, real, &[], excludes, items)?;
+    }
+    Ok(!excluded || items.len() > mark + 1)
+}
+
+/// Appends the selected entries below `abs` (context path `ctx`) in sorted order.
+fn walk(
+    abs: &Path,
+    ctx: &Path,
+    rel: &[u8],
+    excludes: &Matcher,
+    items: &mut Vec<Item>,
+) -> Result<(), ChecksumError> {
+    for name in sorted_names(abs)? {
+        let child_abs = abs.join(&name);
+        let meta = match std::fs::symlink_metadata(&child_abs) {
+            Ok(m) => m,
+            // Removed since the directory was listed: it is simply not there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(ChecksumError::Io {
+                    path: child_abs,
+                    source,
+                });
+            }
+        };
+        let child_ctx = ctx.join(&name);
+        let ctx_str = context_path(&child_ctx);
+        let mut child_rel = rel.to_vec();
+        if !child_rel.is_empty() {
+            child_rel.push(b'/');
+        }
+        child_rel.extend_from_slice(name.as_bytes());
+        let is_dir = meta.is_dir();
+        let excluded = excludes.matches(&ctx_str);
+        if excluded && !(is_dir && excludes.may_reinclude_below(&ctx_str)) {
+            continue;
+        }
+        let mark = items.len();
+        items.push(Item::Entry(Entry {
+            rel: child_rel.clone(),
+            abs: child_abs.clone(),
+            meta,
+        }));
+        if is_dir {
+            walk(&child_abs, &child_ctx, &child_rel, excludes, items)?;
+            // An excluded directory only counts as the parent of re-included entries.
+            if excluded && items.len() == mark + 1 {
+                items.truncate(mark);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<OsString>, ChecksumError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        names.push(entry.map_err(io_err(dir))?.file_name());
+    }
+    // Byte order, independent of locale and filesystem listing order.
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+/// A context-relative path as the ignore matcher sees it: slash separated, `.` for the
+/// root, and each byte of invalid UTF-8 as U+FFFD (as Go's regexp reads such bytes).
+fn context_path(p: &Path) -> String {
+    let s = lossy(p.as_os_str().as_bytes());
+    if s.is_empty() { ".".to_owned() } else { s }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for _ in chunk.invalid() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    out
+}
+
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+fn record(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut buf = vec![tag];
+    put(&mut buf, bytes);
+    buf
+}
+
+const KIND_FILE: u8 = 1;
+const KIND_DIR: u8 = 2;
+const KIND_SYMLINK: u8 = 3;
+const KIND_OTHER: u8 = 4;
+/// `S_IFMT`: the file-type bits of `st_mode`.
+const S_IFMT: u32 = 0o170000;
+
+fn encode_entry(
+    e: &Entry,
+    cache: Option<&MetaCache>,
+    racy_cutoff: Option<i64>,
+    counters: &Counters,
+) -> Result<Vec<u8>, ChecksumError> {
+    let mut rec = Vec::with_capacity(96 + e.rel.len());
+    rec.push(b'E');
+    put(&mut rec, &e.rel);
+    let ft = e.meta.file_type();
+    let perm = (e.meta.mode() & 0o7777).to_le_bytes();
+    if ft.is_file() {
+        rec.push(KIND_FILE);
+        rec.extend_from_slice(&perm);
+        rec.extend_from_slice(&hash_file(e, cache, racy_cutoff, counters)?);
+    } else if ft.is_dir() {
+        rec.push(KIND_DIR);
+        rec.extend_from_slice(&perm);
+    } else if ft.is_symlink() {
+        rec.push(KIND_SYMLINK);
+        rec.extend_from_slice(&perm);
+        let target = std::fs::read_link(&e.abs).map_err(io_err(&e.abs))?;
+        put(&mut rec, target.as_os_str().as_bytes());
+    } else {
+        rec.push(KIND_OTHER);
+        rec.extend_from_slice(&perm);
+        rec.extend_from_slice(&(e.meta.mode() & S_IFMT).to_le_bytes());
+        rec.extend_from_slice(&e.meta.rdev().to_le_bytes());
+    }
+    encode_xattrs(&e.abs, &mut rec)?;
+    Ok(rec)
+}
+
+/// Appends the entry's extended attributes (not following symlinks), sorted by name.
+/// `security.selinux` is left out: it describes the host's policy, not the context.
+fn encode_xattrs(path: &Path, rec: &mut Vec<u8>) -> Result<(), ChecksumError> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
+            rec.extend_from_slice(&0u64.to_le_bytes());
+            return Ok(());
+        }
+        Err(source) => {
+            return Err(ChecksumError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut attrs: Vec<(OsString, Vec<u8>)> = Vec::new();
+    for name in names {
+        if name == "security.selinux" {
+            continue;
+        }
+        // Removed between listing and reading: not there.
+        if let Some(value) = xattr::get(path, &name).map_err(io_err(path))? {
+            attrs.push((name, value));
+        }
+    }
+    attrs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    rec.extend_from_slice(&(attrs.len() as u64).to_le_bytes());
+    for (name, value) in &attrs {
+        put(rec, name.as_bytes());
+        put(rec, value);
+    }
+    Ok(())
+}
+
+/// The blake3 of a file's contents, from the cache when its metadata is unchanged,
+/// else streamed in fixed-size chunks (memory stays flat whatever the size).
+fn hash_file(
+    e: &Entry,
+    cache: Option<&MetaCache>,
+    racy_cutoff: Option<i64>,
+    counters: &Counters,
+) -> Result<[u8; 32], ChecksumError> {
+    let listed = FileKey::of(&e.meta);
+    let cache_key = e.abs.to_str();
+    if let (Some(cache), Some(key)) = (cache, cache_key)
+        && let Some(hash) = cache.lookup(key, &listed)
+    {
+        counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        return Ok(hash);
+    }
+    let mut file = File::open(&e.abs).map_err(io_err(&e.abs))?;
+    let before = FileKey::of(&file.metadata().map_err(io_err(&e.abs))?);
+    let mut hasher = blake3::Hasher::new();
+    let size = usize::try_from(before.size).unwrap_or(CHUNK);
+    let mut buf = vec![0u8; size.clamp(1, CHUNK)];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(ChecksumError::Io {
+                    path: e.abs.clone(),
+                    source,
+                });
+            }
+        };
+        total += n as u64;
+        if n >= PARALLEL_CHUNK_MIN {
+            hasher.update_rayon(&buf[..n]);
+        } else {
+            hasher.update(&buf[..n]);
+        }
+    }
+    let after = FileKey::of(&file.metadata().map_err(io_err(&e.abs))?);
+    counters.files_hashed.fetch_add(1, Ordering::Relaxed);
+    counters.bytes_read.fetch_add(total, Ordering::Relaxed);
+    let hash = *hasher.finalize().as_bytes();
+    // Remember only a stable read (nothing changed while reading, and the listing saw
+    // the same file) of a file whose last change is safely older than this run.
+    if let (Some(cache), Some(key), Some(cutoff)) = (cache, cache_key, racy_cutoff)
+        && before == after
+        && before == listed
+        && after.ctime_ns < cutoff
+    {
+        cache.insert(key.to_owned(), after, hash);
+    }
+    Ok(hash)
+}
