@@ -118,8 +118,8 @@ impl Matcher {
     /// moby's `MatchesOrParentMatches`: `path` is excluded when the last pattern that
     /// matches it or one of its parent directories is not an exception. The context root
     /// itself (`.`) is never excluded.
+    /// `path` is used as given (slash separated, already clean), like moby's method.
     pub fn matches(&self, path: &str) -> bool {
-        let path = clean(path);
         if path == "." || self.rules.is_empty() {
             return false;
         }
