@@ -431,3 +431,43 @@ fn missing_root_is_an_error() {
         .unwrap_err();
     assert!(matches!(err, ChecksumError::Root { .. }), "{err}");
 }
+
+#[test]
+fn fifo_is_recorded_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path());
+    let before = checksum_selection(dir.path(), SOURCES, &excludes(), None).unwrap();
+    let fifo = dir.path().join("dir/pipe");
+    match std::process::Command::new("mkfifo").arg(&fifo).status() {
+        Ok(s) if s.success() => {}
+        other => {
+            println!("skipping fifo_is_recorded_not_read: mkfifo unavailable: {other:?}");
+            return;
+        }
+    }
+    // Opening a FIFO would block; it is recorded by type only.
+    let after = checksum_selection(dir.path(), SOURCES, &excludes(), None).unwrap();
+    assert_eq!(after.entries, before.entries + 1);
+    assert_eq!(after.stats.files_hashed, before.stats.files_hashed);
+    assert_ne!(after.digest, before.digest);
+}
+
+#[test]
+fn non_utf8_names() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path());
+    let r = dir.path();
+    let before = digest(r);
+    // Ignored: each invalid byte reads as U+FFFD, which `*` matches.
+    fs::write(r.join("dir").join(OsStr::from_bytes(b"\xff.log")), "x").unwrap();
+    assert_eq!(before, digest(r));
+    // Selected and hashed by its raw bytes.
+    let name = r.join("dir").join(OsStr::from_bytes(b"n\xfe"));
+    fs::write(&name, "x").unwrap();
+    let with = digest(r);
+    assert_ne!(before, with);
+    fs::write(&name, "y").unwrap();
+    assert_ne!(with, digest(r));
+}

@@ -15,12 +15,14 @@ use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 
 use super::clean::clean;
 use super::glob::{FileGlob, PatternError, has_glob_meta};
@@ -50,6 +52,8 @@ pub enum ChecksumError {
     NotFound(String),
     #[error("too many levels of symbolic links resolving {0:?}")]
     SymlinkLoop(String),
+    #[error("{0} changed type while the context was read")]
+    Changed(PathBuf),
     #[error("cannot read {path}")]
     Io {
         path: PathBuf,
@@ -460,7 +464,7 @@ fn encode_entry(
 fn encode_xattrs(path: &Path, rec: &mut Vec<u8>) -> Result<(), ChecksumError> {
     let names = match xattr::list(path) {
         Ok(names) => names,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
+        Err(e) if e.raw_os_error() == Some(Errno::NOTSUP.raw_os_error()) => {
             rec.extend_from_slice(&0u64.to_le_bytes());
             return Ok(());
         }
@@ -506,8 +510,26 @@ fn hash_file(
         counters.cache_hits.fetch_add(1, Ordering::Relaxed);
         return Ok(hash);
     }
-    let mut file = File::open(&e.abs).map_err(io_err(&e.abs))?;
-    let before = FileKey::of(&file.metadata().map_err(io_err(&e.abs))?);
+    // Never follow a symlink or block on a FIFO swapped in since the listing.
+    let mut file = File::options()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(&e.abs)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(Errno::LOOP.raw_os_error()) {
+                ChecksumError::Changed(e.abs.clone())
+            } else {
+                ChecksumError::Io {
+                    path: e.abs.clone(),
+                    source,
+                }
+            }
+        })?;
+    let opened = file.metadata().map_err(io_err(&e.abs))?;
+    if !opened.is_file() {
+        return Err(ChecksumError::Changed(e.abs.clone()));
+    }
+    let before = FileKey::of(&opened);
     let mut hasher = blake3::Hasher::new();
     let size = usize::try_from(before.size).unwrap_or(CHUNK);
     let mut buf = vec![0u8; size.clamp(1, CHUNK)];
