@@ -471,3 +471,31 @@ fn non_utf8_names() {
     fs::write(&name, "y").unwrap();
     assert_ne!(with, digest(r));
 }
+
+#[test]
+fn wildcard_walk_follows_buildkit() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path());
+    let r = dir.path();
+    let m = excludes();
+    let sum = |srcs: &[&str]| checksum_selection(r, srcs, &m, None);
+    // Below the first wildcard a symlinked directory is not descended...
+    symlink("dir", r.join("dix")).unwrap();
+    assert_eq!(sum(&["di*/b.txt"]).unwrap().entries, 1);
+    // ...but the elements before it are resolved, and a matched link is followed.
+    symlink("dir", r.join("lnk")).unwrap();
+    assert_eq!(sum(&["lnk/*.txt"]).unwrap().entries, 1);
+    symlink("a.txt", r.join("a.lnk")).unwrap();
+    let via_link = sum(&["*.lnk"]).unwrap();
+    assert_eq!(via_link.entries, 1);
+    fs::write(r.join("a.txt"), "HELLO").unwrap();
+    assert_ne!(via_link.digest, sum(&["*.lnk"]).unwrap().digest);
+    // With only escaped metacharacters a source has no wildcards (BuildKit's
+    // containsWildcards) and names its path literally, backslash included.
+    fs::write(r.join("star*"), "x").unwrap();
+    assert!(matches!(sum(&["star\\*"]), Err(ChecksumError::NotFound(_))));
+    fs::write(r.join("star\\*"), "y").unwrap();
+    assert_eq!(sum(&["star\\*"]).unwrap().entries, 1);
+    // A real wildcard next to an escape: the escape makes `*` literal within the glob.
+    assert_eq!(sum(&["st?r\\*"]).unwrap().entries, 1);
+}

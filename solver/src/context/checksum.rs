@@ -25,7 +25,7 @@ use rustix::fs::OFlags;
 use rustix::io::Errno;
 
 use super::clean::clean;
-use super::glob::{FileGlob, PatternError, has_glob_meta};
+use super::glob::{FileGlob, PatternError};
 use super::ignore::Matcher;
 use super::metacache::{FileKey, HashStats, MetaCache};
 
@@ -140,7 +140,7 @@ pub fn checksum_selection<S: AsRef<str>>(
         let source = source.as_ref();
         let cleaned = clean_source(source);
         items.push(Item::Marker(record(b'S', cleaned.as_bytes())));
-        let wildcard = has_glob_meta(&cleaned);
+        let wildcard = has_wildcards(&cleaned);
         let mut selected_any = false;
         for matched in expand(&root, &cleaned)? {
             let Some(real) = resolve_in_root(&root, &matched)? else {
@@ -209,37 +209,64 @@ fn clean_source(source: &str) -> String {
     }
 }
 
-/// Expands wildcards element by element (Go's `filepath.Match` per element, like
-/// BuildKit's wildcard resolution); a literal source is returned as is.
+/// Expands wildcards as BuildKit's `ResolveWildcards` does: the elements before the
+/// first one with a wildcard are resolved like any source path (following symlinks);
+/// below that the tree is walked without following symlinked directories, and each
+/// element is matched with Go's `filepath.Match`. A literal source is returned as is.
 fn expand(root: &Path, cleaned: &str) -> Result<Vec<PathBuf>, ChecksumError> {
-    if !has_glob_meta(cleaned) {
+    let comps: Vec<&str> = cleaned.split('/').collect();
+    let Some(first_wild) = comps.iter().position(|c| has_wildcards(c)) else {
         return Ok(vec![PathBuf::from(cleaned)]);
-    }
-    let mut frontier = vec![PathBuf::new()];
-    for comp in cleaned.split('/') {
+    };
+    let base: PathBuf = comps[..first_wild].iter().collect();
+    let Some(real_base) = resolve_in_root(root, &base)? else {
+        return Ok(Vec::new());
+    };
+    // (path as the source names it, path in the context)
+    let mut frontier = vec![(base, real_base)];
+    for comp in &comps[first_wild..] {
+        let glob = has_wildcards(comp)
+            .then(|| FileGlob::new(comp))
+            .transpose()?;
         let mut next = Vec::new();
-        if has_glob_meta(comp) {
-            let glob = FileGlob::new(comp)?;
-            for base in &frontier {
-                let Some(real) = resolve_in_root(root, base)? else {
-                    continue;
-                };
-                let dir = root.join(&real);
-                if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                    continue;
+        for (named, real) in &frontier {
+            let dir = root.join(real);
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            match &glob {
+                Some(glob) => {
+                    for name in sorted_names(&dir)? {
+                        if glob.matches(&lossy(name.as_bytes())) {
+                            next.push((named.join(&name), real.join(&name)));
+                        }
+                    }
                 }
-                for name in sorted_names(&dir)? {
-                    if glob.matches(&lossy(name.as_bytes())) {
-                        next.push(base.join(&name));
+                None => {
+                    if std::fs::symlink_metadata(dir.join(comp)).is_ok() {
+                        next.push((named.join(comp), real.join(comp)));
                     }
                 }
             }
-        } else {
-            next = frontier.iter().map(|b| b.join(comp)).collect();
         }
         frontier = next;
     }
-    Ok(frontier)
+    Ok(frontier.into_iter().map(|(named, _)| named).collect())
+}
+
+/// BuildKit's `containsWildcards`: `*`, `?` or `[` not escaped by a backslash.
+fn has_wildcards(s: &str) -> bool {
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Resolves `rel` inside `root`, following symlinks in every element but never leaving

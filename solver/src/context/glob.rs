@@ -251,17 +251,20 @@ impl FileGlob {
     }
 }
 
-/// Whether `s` contains a `filepath.Match` metacharacter.
-pub fn has_glob_meta(s: &str) -> bool {
-    s.contains(['*', '?', '[', '\\'])
-}
-
 /// Anchored match of `toks` against all of `path`, memoised over (token, position) so
 /// pathological patterns stay polynomial.
 fn match_tokens(toks: &[Tok], path: &[char]) -> bool {
+    thread_local! {
+        // Reused across calls: matching runs for every path and pattern of a walk.
+        static MEMO: std::cell::RefCell<Vec<Option<bool>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let width = path.len() + 1;
-    let mut memo: Vec<Option<bool>> = vec![None; (toks.len() + 1) * width];
-    match_at(toks, path, 0, 0, &mut memo, width)
+    MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        memo.clear();
+        memo.resize((toks.len() + 1) * width, None);
+        match_at(toks, path, 0, 0, &mut memo, width)
+    })
 }
 
 fn match_at(
