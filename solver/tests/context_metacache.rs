@@ -221,3 +221,21 @@ fn prune_stale_drops_changed_and_deleted() {
     cache.prune_stale();
     assert_eq!(cache.len(), 1);
 }
+
+#[test]
+fn xattr_change_on_cached_file_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path());
+    settle();
+    let cache = MetaCache::new().with_racy_window(WINDOW);
+    let before = run(dir.path(), Some(&cache));
+    if let Err(e) = xattr::set(dir.path().join("a.txt"), "user.rbuild.test", b"1") {
+        println!("skipping xattr_change_on_cached_file_is_seen: no user xattrs: {e}");
+        return;
+    }
+    // The xattr digest is cached with the content hash; setxattr moves ctime.
+    let after = run(dir.path(), Some(&cache));
+    assert_eq!(after.stats.files_hashed, 1);
+    assert_ne!(after.digest, before.digest);
+    assert_eq!(after.digest, run(dir.path(), None).digest);
+}

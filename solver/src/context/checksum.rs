@@ -11,7 +11,7 @@
 //! skipped entirely; an excluded directory is entered only if an exception may
 //! re-include something below it, and then recorded only if something was.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -23,11 +23,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
+use xattr::FileExt;
 
 use super::clean::clean;
 use super::glob::{FileGlob, PatternError};
 use super::ignore::Matcher;
-use super::metacache::{FileKey, HashStats, MetaCache};
+use super::metacache::{FileHashes, FileKey, HashStats, MetaCache};
 
 /// Domain separation for the digest encoding; bump when the encoding changes.
 const DIGEST_HEADER: &[u8] = b"rbuild.context.selection.v1\0";
@@ -365,46 +366,63 @@ fn walk(
     excludes: &Matcher,
     items: &mut Vec<Item>,
 ) -> Result<(), ChecksumError> {
-    for name in sorted_names(abs)? {
-        let child_abs = abs.join(&name);
-        let meta = match std::fs::symlink_metadata(&child_abs) {
-            Ok(m) => m,
-            // Removed since the directory was listed: it is simply not there.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(ChecksumError::Io {
-                    path: child_abs,
-                    source,
-                });
-            }
-        };
-        let child_ctx = ctx.join(&name);
-        let ctx_str = context_path(&child_ctx);
-        let mut child_rel = rel.to_vec();
-        if !child_rel.is_empty() {
-            child_rel.push(b'/');
+    // Children are stat'ed and their subtrees walked in parallel (a walk of an unchanged
+    // context is all stat calls); the results are joined back in sorted order.
+    let names = sorted_names(abs)?;
+    let subtrees: Vec<Vec<Item>> = names
+        .par_iter()
+        .map(|name| walk_child(abs, ctx, rel, name, excludes))
+        .collect::<Result<_, _>>()?;
+    items.extend(subtrees.into_iter().flatten());
+    Ok(())
+}
+
+/// The entries one directory child contributes: itself and, for a directory, its
+/// selected subtree; nothing when it is excluded (or vanished since the listing).
+fn walk_child(
+    abs: &Path,
+    ctx: &Path,
+    rel: &[u8],
+    name: &OsStr,
+    excludes: &Matcher,
+) -> Result<Vec<Item>, ChecksumError> {
+    let child_abs = abs.join(name);
+    let meta = match std::fs::symlink_metadata(&child_abs) {
+        Ok(m) => m,
+        // Removed since the directory was listed: it is simply not there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ChecksumError::Io {
+                path: child_abs,
+                source,
+            });
         }
-        child_rel.extend_from_slice(name.as_bytes());
-        let is_dir = meta.is_dir();
-        let excluded = excludes.matches(&ctx_str);
-        if excluded && !(is_dir && excludes.may_reinclude_below(&ctx_str)) {
-            continue;
-        }
-        let mark = items.len();
-        items.push(Item::Entry(Entry {
-            rel: child_rel.clone(),
-            abs: child_abs.clone(),
-            meta,
-        }));
-        if is_dir {
-            walk(&child_abs, &child_ctx, &child_rel, excludes, items)?;
-            // An excluded directory only counts as the parent of re-included entries.
-            if excluded && items.len() == mark + 1 {
-                items.truncate(mark);
-            }
+    };
+    let child_ctx = ctx.join(name);
+    let ctx_str = context_path(&child_ctx);
+    let is_dir = meta.is_dir();
+    let excluded = excludes.matches(&ctx_str);
+    if excluded && !(is_dir && excludes.may_reinclude_below(&ctx_str)) {
+        return Ok(Vec::new());
+    }
+    let mut child_rel = rel.to_vec();
+    if !child_rel.is_empty() {
+        child_rel.push(b'/');
+    }
+    child_rel.extend_from_slice(name.as_bytes());
+    let mut out = vec![Item::Entry(Entry {
+        rel: child_rel.clone(),
+        abs: child_abs.clone(),
+        meta,
+    })];
+    if is_dir {
+        walk(&child_abs, &child_ctx, &child_rel, excludes, &mut out)?;
+        // An excluded directory only counts as the parent of re-included entries.
+        if excluded && out.len() == 1 {
+            out.clear();
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn sorted_names(dir: &Path) -> Result<Vec<OsString>, ChecksumError> {
@@ -467,7 +485,10 @@ fn encode_entry(
     if ft.is_file() {
         rec.push(KIND_FILE);
         rec.extend_from_slice(&perm);
-        rec.extend_from_slice(&hash_file(e, cache, racy_cutoff, counters)?);
+        let hashes = hash_file(e, cache, racy_cutoff, counters)?;
+        rec.extend_from_slice(&hashes.content);
+        rec.extend_from_slice(&hashes.xattrs);
+        return Ok(rec);
     } else if ft.is_dir() {
         rec.push(KIND_DIR);
         rec.extend_from_slice(&perm);
@@ -482,18 +503,27 @@ fn encode_entry(
         rec.extend_from_slice(&(e.meta.mode() & S_IFMT).to_le_bytes());
         rec.extend_from_slice(&e.meta.rdev().to_le_bytes());
     }
-    encode_xattrs(&e.abs, &mut rec)?;
+    let path = e.abs.as_path();
+    rec.extend_from_slice(&xattr_digest(
+        path,
+        || xattr::list(path),
+        |name| xattr::get(path, name),
+    )?);
     Ok(rec)
 }
 
-/// Appends the entry's extended attributes (not following symlinks), sorted by name.
-/// `security.selinux` is left out: it describes the host's policy, not the context.
-fn encode_xattrs(path: &Path, rec: &mut Vec<u8>) -> Result<(), ChecksumError> {
-    let names = match xattr::list(path) {
+/// blake3 of an entry's extended attributes (not following symlinks), sorted by name;
+/// `list` and `get` read them by path or from an open file. `security.selinux` is left
+/// out: it describes the host's policy, not the context.
+fn xattr_digest(
+    path: &Path,
+    list: impl FnOnce() -> std::io::Result<xattr::XAttrs>,
+    get: impl Fn(&OsStr) -> std::io::Result<Option<Vec<u8>>>,
+) -> Result<[u8; 32], ChecksumError> {
+    let names = match list() {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(Errno::NOTSUP.raw_os_error()) => {
-            rec.extend_from_slice(&0u64.to_le_bytes());
-            return Ok(());
+            return Ok(*blake3::hash(&0u64.to_le_bytes()).as_bytes());
         }
         Err(source) => {
             return Err(ChecksumError::Io {
@@ -508,34 +538,36 @@ fn encode_xattrs(path: &Path, rec: &mut Vec<u8>) -> Result<(), ChecksumError> {
             continue;
         }
         // Removed between listing and reading: not there.
-        if let Some(value) = xattr::get(path, &name).map_err(io_err(path))? {
+        if let Some(value) = get(&name).map_err(io_err(path))? {
             attrs.push((name, value));
         }
     }
     attrs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    rec.extend_from_slice(&(attrs.len() as u64).to_le_bytes());
+    let mut enc = Vec::new();
+    enc.extend_from_slice(&(attrs.len() as u64).to_le_bytes());
     for (name, value) in &attrs {
-        put(rec, name.as_bytes());
-        put(rec, value);
+        put(&mut enc, name.as_bytes());
+        put(&mut enc, value);
     }
-    Ok(())
+    Ok(*blake3::hash(&enc).as_bytes())
 }
 
-/// The blake3 of a file's contents, from the cache when its metadata is unchanged,
-/// else streamed in fixed-size chunks (memory stays flat whatever the size).
+/// The blake3 of a file's contents and its xattr digest, from the cache when its
+/// metadata is unchanged (an xattr change moves ctime too), else read: contents
+/// streamed in fixed-size chunks (memory stays flat whatever the size).
 fn hash_file(
     e: &Entry,
     cache: Option<&MetaCache>,
     racy_cutoff: Option<i64>,
     counters: &Counters,
-) -> Result<[u8; 32], ChecksumError> {
+) -> Result<FileHashes, ChecksumError> {
     let listed = FileKey::of(&e.meta);
     let cache_key = e.abs.to_str();
     if let (Some(cache), Some(key)) = (cache, cache_key)
-        && let Some(hash) = cache.lookup(key, &listed)
+        && let Some(hashes) = cache.lookup(key, &listed)
     {
         counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-        return Ok(hash);
+        return Ok(hashes);
     }
     // Never follow a symlink or block on a FIFO swapped in since the listing.
     let mut file = File::options()
@@ -580,10 +612,13 @@ fn hash_file(
             hasher.update(&buf[..n]);
         }
     }
+    let hashes = FileHashes {
+        content: *hasher.finalize().as_bytes(),
+        xattrs: xattr_digest(&e.abs, || file.list_xattr(), |name| file.get_xattr(name))?,
+    };
     let after = FileKey::of(&file.metadata().map_err(io_err(&e.abs))?);
     counters.files_hashed.fetch_add(1, Ordering::Relaxed);
     counters.bytes_read.fetch_add(total, Ordering::Relaxed);
-    let hash = *hasher.finalize().as_bytes();
     // Remember only a stable read (nothing changed while reading, and the listing saw
     // the same file) of a file whose last change is safely older than this run.
     if let (Some(cache), Some(key), Some(cutoff)) = (cache, cache_key, racy_cutoff)
@@ -591,7 +626,7 @@ fn hash_file(
         && before == listed
         && after.ctime_ns < cutoff
     {
-        cache.insert(key.to_owned(), after, hash);
+        cache.insert(key.to_owned(), after, hashes);
     }
-    Ok(hash)
+    Ok(hashes)
 }

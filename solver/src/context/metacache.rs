@@ -1,7 +1,8 @@
 //! The context metadata cache: remembers each file's content hash together with the
 //! metadata it was read under, so a rebuild of an unchanged context reads no contents.
 //!
-//! An entry is reused only when dev, inode, size, mtime, ctime and mode all match.
+//! An entry (content hash and xattr digest) is reused only when dev, inode, size, mtime,
+//! ctime and mode all match; changing contents or xattrs always moves ctime.
 //! ctime is the guard: users can set mtime back (BuildKit's size+mtime check misses such
 //! edits, moby/buildkit #2592, #4817) but no one can set ctime back. Hashes are only
 //! remembered for files whose ctime lies outside a "racy" window before the hash began,
@@ -13,8 +14,8 @@ use std::fs::{File, Metadata};
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -72,11 +73,21 @@ impl FileKey {
     }
 }
 
+/// What the cache remembers about a file's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileHashes {
+    /// blake3 of the contents.
+    pub content: [u8; 32],
+    /// blake3 of the canonical encoding of its extended attributes.
+    pub xattrs: [u8; 32],
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
     #[serde(flatten)]
     key: FileKey,
     blake3: String,
+    xattrs: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,7 +110,7 @@ pub struct HashStats {
 /// A path → (metadata, content hash) map, shared by the threads hashing a context.
 #[derive(Debug)]
 pub struct MetaCache {
-    entries: Mutex<BTreeMap<String, (FileKey, [u8; 32])>>,
+    entries: RwLock<BTreeMap<String, (FileKey, FileHashes)>>,
     racy_window: Duration,
     files_hashed: AtomicU64,
     bytes_read: AtomicU64,
@@ -109,7 +120,7 @@ pub struct MetaCache {
 impl Default for MetaCache {
     fn default() -> Self {
         MetaCache {
-            entries: Mutex::new(BTreeMap::new()),
+            entries: RwLock::new(BTreeMap::new()),
             racy_window: DEFAULT_RACY_WINDOW,
             files_hashed: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
@@ -154,12 +165,15 @@ impl MetaCache {
         }
         let mut map = BTreeMap::new();
         for (path, stored) in disk.entries {
-            let mut hash = [0u8; 32];
-            if hex::decode_to_slice(&stored.blake3, &mut hash).is_ok() {
-                map.insert(path, (stored.key, hash));
+            let mut content = [0u8; 32];
+            let mut xattrs = [0u8; 32];
+            if hex::decode_to_slice(&stored.blake3, &mut content).is_ok()
+                && hex::decode_to_slice(&stored.xattrs, &mut xattrs).is_ok()
+            {
+                map.insert(path, (stored.key, FileHashes { content, xattrs }));
             }
         }
-        *cache.lock() = map;
+        *cache.write() = map;
         Ok(cache)
     }
 
@@ -173,14 +187,15 @@ impl MetaCache {
         let disk = OnDisk {
             version: VERSION,
             entries: self
-                .lock()
+                .read()
                 .iter()
-                .map(|(p, (key, hash))| {
+                .map(|(p, (key, hashes))| {
                     (
                         p.clone(),
                         Stored {
                             key: *key,
-                            blake3: hex::encode(hash),
+                            blake3: hex::encode(hashes.content),
+                            xattrs: hex::encode(hashes.xattrs),
                         },
                     )
                 })
@@ -199,7 +214,7 @@ impl MetaCache {
 
     /// Number of remembered files.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -209,7 +224,7 @@ impl MetaCache {
     /// Drops every entry whose path no longer has the remembered metadata (deleted or
     /// changed files), so the cache does not grow without bound.
     pub fn prune_stale(&self) {
-        self.lock().retain(|path, (key, _)| {
+        self.write().retain(|path, (key, _)| {
             std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && FileKey::of(&m) == *key)
         });
     }
@@ -224,15 +239,15 @@ impl MetaCache {
     }
 
     /// The remembered hash of `path`, if its metadata is exactly `key`.
-    pub(crate) fn lookup(&self, path: &str, key: &FileKey) -> Option<[u8; 32]> {
-        match self.lock().get(path) {
-            Some((stored, hash)) if stored == key => Some(*hash),
+    pub(crate) fn lookup(&self, path: &str, key: &FileKey) -> Option<FileHashes> {
+        match self.read().get(path) {
+            Some((stored, hashes)) if stored == key => Some(*hashes),
             _ => None,
         }
     }
 
-    pub(crate) fn insert(&self, path: String, key: FileKey, hash: [u8; 32]) {
-        self.lock().insert(path, (key, hash));
+    pub(crate) fn insert(&self, path: String, key: FileKey, hashes: FileHashes) {
+        self.write().insert(path, (key, hashes));
     }
 
     pub(crate) fn count(&self, hashed: u64, bytes: u64, hits: u64) {
@@ -241,9 +256,13 @@ impl MetaCache {
         self.cache_hits.fetch_add(hits, Ordering::Relaxed);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (FileKey, [u8; 32])>> {
-        // A panic while holding the lock cannot leave the map half-updated (single
-        // inserts), so a poisoned lock is still usable.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    // A panic while holding the lock cannot leave the map half-updated (single inserts
+    // and retains), so a poisoned lock is still usable.
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, (FileKey, FileHashes)>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, (FileKey, FileHashes)>> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
     }
 }
