@@ -499,3 +499,28 @@ fn wildcard_walk_follows_buildkit() {
     // A real wildcard next to an escape: the escape makes `*` literal within the glob.
     assert_eq!(sum(&["st?r\\*"]).unwrap().entries, 1);
 }
+
+#[test]
+fn deep_tree_is_walked_without_exhausting_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = dir.path().to_path_buf();
+    // Deep enough to overflow a recursive walk's stack (it did, at 300 in debug builds).
+    for _ in 0..300 {
+        p.push("d");
+    }
+    fs::create_dir_all(&p).unwrap();
+    fs::write(p.join("f.log"), "x").unwrap();
+    fs::write(p.join("f"), "x").unwrap();
+    let m = Matcher::from_ignore_text("**/*.log\n").unwrap();
+    let c = checksum_selection(dir.path(), &["."], &m, None).unwrap();
+    // The root, 300 directories and one file.
+    assert_eq!(c.entries, 302);
+    // Exclusion with a re-included file deep down keeps only the path to it.
+    let m = Matcher::from_ignore_text("d\n!**/f\n").unwrap();
+    assert_eq!(
+        checksum_selection(dir.path(), &["."], &m, None)
+            .unwrap()
+            .entries,
+        302
+    );
+}

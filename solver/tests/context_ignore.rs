@@ -378,3 +378,20 @@ fn dockerfile_specific_ignore_file_wins() {
         Some(ctx.join(".dockerignore"))
     );
 }
+
+#[test]
+fn long_patterns_are_bounded() {
+    // Many stars: memoised, so no exponential backtracking on a failing match.
+    let pattern = "*a".repeat(60);
+    let m = Matcher::new(&[pattern.as_str()]).unwrap();
+    assert!(m.matches(&"a".repeat(100)));
+    assert!(!m.matches(&format!("{}b", "a".repeat(100))));
+    // A long run of single-character tokens is matched without deep recursion.
+    let literal = format!("{}?", "x".repeat(4000));
+    let m = Matcher::new(&[literal.as_str()]).unwrap();
+    assert!(m.matches(&"x".repeat(4001)));
+    assert_eq!(
+        Matcher::new(&["x".repeat(5000)]).unwrap_err(),
+        PatternError::TooLong
+    );
+}

@@ -3,8 +3,9 @@
 //! The digest is blake3 over a length-prefixed encoding of, per source in the given
 //! order and per match in sorted order, every selected entry in sorted path order:
 //! its path relative to the match, its type, its permission bits (`mode & 0o7777`), the
-//! content hash of a file, the target of a symlink (never the target's content), and
-//! its extended attributes (sorted, without `security.selinux`). A directory contributes
+//! content hash of a file, the target of a symlink (never the target's content), and a
+//! digest of its extended attributes (sorted, without `security.selinux`; for files
+//! cached with the content hash, as changing them moves ctime). A directory contributes
 //! its own mode, and its selected entries' names and types appear as their own records,
 //! so a chmod, rename, file↔symlink swap or retarget always changes the digest. Owners
 //! (uid/gid: context files count as 0) and timestamps never enter it. Excluded paths are
@@ -36,6 +37,8 @@ const DIGEST_HEADER: &[u8] = b"rbuild.context.selection.v1\0";
 const MAX_SYMLINK_HOPS: u32 = 40;
 /// Read buffer size; chunks this large are hashed with blake3's rayon mode.
 const CHUNK: usize = 1 << 20;
+/// Directory levels walked in parallel; deeper ones are walked iteratively.
+const PARALLEL_WALK_DEPTH: usize = 6;
 /// Below this a chunk is hashed on one thread (rayon overhead would dominate).
 const PARALLEL_CHUNK_MIN: usize = 128 * 1024;
 
@@ -353,44 +356,122 @@ fn select(
         meta,
     }));
     if is_dir {
-        walk(&abs, real, &[], excludes, items)?;
+        walk(&abs, real, &[], 0, excludes, items)?;
     }
     Ok(!excluded || items.len() > mark + 1)
 }
 
 /// Appends the selected entries below `abs` (context path `ctx`) in sorted order.
+/// The top levels are walked in parallel (a walk of an unchanged context is all stat
+/// calls); deeper levels iteratively, so no directory depth can exhaust a stack.
 fn walk(
+    abs: &Path,
+    ctx: &Path,
+    rel: &[u8],
+    depth: usize,
+    excludes: &Matcher,
+    items: &mut Vec<Item>,
+) -> Result<(), ChecksumError> {
+    if depth >= PARALLEL_WALK_DEPTH {
+        return walk_deep(abs, ctx, rel, excludes, items);
+    }
+    let names = sorted_names(abs)?;
+    let subtrees: Vec<Vec<Item>> = names
+        .par_iter()
+        .map(|name| {
+            let mut out = Vec::new();
+            if let Some(child) = visit(abs, ctx, rel, name, excludes)? {
+                let excluded = child.excluded;
+                out.push(Item::Entry(child.entry));
+                if let Some((abs, ctx, rel)) = child.dir {
+                    walk(&abs, &ctx, &rel, depth + 1, excludes, &mut out)?;
+                    // An excluded directory only counts as the parent of re-included
+                    // entries.
+                    if excluded && out.len() == 1 {
+                        out.clear();
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<_, ChecksumError>>()?;
+    items.extend(subtrees.into_iter().flatten());
+    Ok(())
+}
+
+/// Sequential depth-first walk with an explicit stack, same order and rules as `walk`.
+fn walk_deep(
     abs: &Path,
     ctx: &Path,
     rel: &[u8],
     excludes: &Matcher,
     items: &mut Vec<Item>,
 ) -> Result<(), ChecksumError> {
-    // Children are stat'ed and their subtrees walked in parallel (a walk of an unchanged
-    // context is all stat calls); the results are joined back in sorted order.
-    let names = sorted_names(abs)?;
-    let subtrees: Vec<Vec<Item>> = names
-        .par_iter()
-        .map(|name| walk_child(abs, ctx, rel, name, excludes))
-        .collect::<Result<_, _>>()?;
-    items.extend(subtrees.into_iter().flatten());
+    struct Frame {
+        abs: PathBuf,
+        ctx: PathBuf,
+        rel: Vec<u8>,
+        names: std::vec::IntoIter<OsString>,
+        /// Index in `items` of this directory's own entry when it is excluded.
+        excluded_at: Option<usize>,
+    }
+    let mut stack = vec![Frame {
+        abs: abs.to_owned(),
+        ctx: ctx.to_owned(),
+        rel: rel.to_vec(),
+        names: sorted_names(abs)?.into_iter(),
+        excluded_at: None,
+    }];
+    while let Some(top) = stack.last_mut() {
+        let Some(name) = top.names.next() else {
+            if let Some(done) = stack.pop()
+                && let Some(at) = done.excluded_at
+                && items.len() == at + 1
+            {
+                items.truncate(at);
+            }
+            continue;
+        };
+        let Some(child) = visit(&top.abs, &top.ctx, &top.rel, &name, excludes)? else {
+            continue;
+        };
+        let at = items.len();
+        items.push(Item::Entry(child.entry));
+        if let Some((abs, ctx, rel)) = child.dir {
+            let names = sorted_names(&abs)?.into_iter();
+            stack.push(Frame {
+                abs,
+                ctx,
+                rel,
+                names,
+                excluded_at: child.excluded.then_some(at),
+            });
+        }
+    }
     Ok(())
 }
 
-/// The entries one directory child contributes: itself and, for a directory, its
-/// selected subtree; nothing when it is excluded (or vanished since the listing).
-fn walk_child(
+struct Visited {
+    entry: Entry,
+    excluded: bool,
+    /// For a directory to descend into: its absolute, context and match-relative paths.
+    dir: Option<(PathBuf, PathBuf, Vec<u8>)>,
+}
+
+/// Stats one directory child and applies the excludes; `None` when it is excluded (and
+/// cannot have re-included entries below) or vanished since the listing.
+fn visit(
     abs: &Path,
     ctx: &Path,
     rel: &[u8],
     name: &OsStr,
     excludes: &Matcher,
-) -> Result<Vec<Item>, ChecksumError> {
+) -> Result<Option<Visited>, ChecksumError> {
     let child_abs = abs.join(name);
     let meta = match std::fs::symlink_metadata(&child_abs) {
         Ok(m) => m,
         // Removed since the directory was listed: it is simply not there.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(ChecksumError::Io {
                 path: child_abs,
@@ -403,26 +484,22 @@ fn walk_child(
     let is_dir = meta.is_dir();
     let excluded = excludes.matches(&ctx_str);
     if excluded && !(is_dir && excludes.may_reinclude_below(&ctx_str)) {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let mut child_rel = rel.to_vec();
     if !child_rel.is_empty() {
         child_rel.push(b'/');
     }
     child_rel.extend_from_slice(name.as_bytes());
-    let mut out = vec![Item::Entry(Entry {
-        rel: child_rel.clone(),
-        abs: child_abs.clone(),
-        meta,
-    })];
-    if is_dir {
-        walk(&child_abs, &child_ctx, &child_rel, excludes, &mut out)?;
-        // An excluded directory only counts as the parent of re-included entries.
-        if excluded && out.len() == 1 {
-            out.clear();
-        }
-    }
-    Ok(out)
+    Ok(Some(Visited {
+        entry: Entry {
+            rel: child_rel.clone(),
+            abs: child_abs.clone(),
+            meta,
+        },
+        excluded,
+        dir: is_dir.then_some((child_abs, child_ctx, child_rel)),
+    }))
 }
 
 fn sorted_names(dir: &Path) -> Result<Vec<OsString>, ChecksumError> {

@@ -20,7 +20,12 @@ pub enum PatternError {
     BadPattern(String),
     #[error("illegal exclusion pattern: \"!\"")]
     BareExclamation,
+    #[error("pattern longer than {MAX_PATTERN_CHARS} characters")]
+    TooLong,
 }
+
+/// No context path is longer than PATH_MAX; bounding patterns bounds matching work.
+pub const MAX_PATTERN_CHARS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Class {
@@ -116,6 +121,9 @@ impl IgnorePattern {
     pub fn new(cleaned: &str) -> Result<Self, PatternError> {
         let bad = || PatternError::BadPattern(cleaned.to_owned());
         let chars: Vec<char> = cleaned.chars().collect();
+        if chars.len() > MAX_PATTERN_CHARS {
+            return Err(PatternError::TooLong);
+        }
         #[derive(PartialEq)]
         enum Detected {
             Exact,
@@ -225,6 +233,9 @@ impl FileGlob {
     pub fn new(pattern: &str) -> Result<Self, PatternError> {
         let bad = || PatternError::BadPattern(pattern.to_owned());
         let chars: Vec<char> = pattern.chars().collect();
+        if chars.len() > MAX_PATTERN_CHARS {
+            return Err(PatternError::TooLong);
+        }
         let mut toks = Vec::new();
         let mut i = 0;
         while i < chars.len() {
@@ -270,27 +281,31 @@ fn match_tokens(toks: &[Tok], path: &[char]) -> bool {
 fn match_at(
     toks: &[Tok],
     path: &[char],
-    ti: usize,
-    pi: usize,
+    mut ti: usize,
+    mut pi: usize,
     memo: &mut [Option<bool>],
     width: usize,
 ) -> bool {
+    // Single-character tokens are matched in a loop; only stars recurse, so recursion
+    // depth is bounded by the number of stars, not the pattern length.
+    loop {
+        let single = match toks.get(ti) {
+            Some(Tok::Lit(c)) => path.get(pi) == Some(c),
+            Some(Tok::Any) => matches!(path.get(pi), Some(&c) if c != '/'),
+            Some(Tok::Class(class)) => matches!(path.get(pi), Some(&c) if class.matches(c)),
+            _ => break,
+        };
+        if !single {
+            return false;
+        }
+        ti += 1;
+        pi += 1;
+    }
     if let Some(known) = memo[ti * width + pi] {
         return known;
     }
     let result = match toks.get(ti) {
         None => pi == path.len(),
-        Some(Tok::Lit(c)) => {
-            path.get(pi) == Some(c) && match_at(toks, path, ti + 1, pi + 1, memo, width)
-        }
-        Some(Tok::Any) => {
-            matches!(path.get(pi), Some(&c) if c != '/')
-                && match_at(toks, path, ti + 1, pi + 1, memo, width)
-        }
-        Some(Tok::Class(class)) => {
-            matches!(path.get(pi), Some(&c) if class.matches(c))
-                && match_at(toks, path, ti + 1, pi + 1, memo, width)
-        }
         Some(Tok::Star) => {
             let mut k = pi;
             loop {
@@ -324,6 +339,7 @@ fn match_at(
             // `.*` then the end of the pattern (moby only emits it last).
             !path[pi..].contains(&'\n') && match_at(toks, path, ti + 1, path.len(), memo, width)
         }
+        Some(Tok::Lit(_) | Tok::Any | Tok::Class(_)) => false,
     };
     memo[ti * width + pi] = Some(result);
     result
