@@ -395,3 +395,51 @@ fn long_patterns_are_bounded() {
         PatternError::TooLong
     );
 }
+
+/// The walker's incremental form (ancestor results carried down) must agree with
+/// moby's from-scratch MatchesOrParentMatches on every path.
+#[test]
+fn incremental_matching_equals_from_scratch() {
+    let mut sets: Vec<Vec<&str>> = MATCHES.iter().map(|&(p, _, _)| vec![p]).collect();
+    sets.extend([
+        vec!["**", "!util/docker/web"],
+        vec!["**", "!util/docker/web", "util/docker/web/foo"],
+        vec!["docs", "!docs/README.md", "docs/README.md/x"],
+        vec!["!a", "a/b", "!a/b/c", "*/b/*/d"],
+        vec!["*.log", "!keep.log", "**/tmp", "!**/tmp/keep", "a/**"],
+    ]);
+    let mut paths: Vec<&str> = MATCHES.iter().map(|&(_, t, _)| t).collect();
+    paths.extend([
+        "util/docker/web/foo",
+        "util/docker/web/foo/bar",
+        "docs/README.md/x/y",
+        "a/b/c/d",
+        "x/b/y/d/e",
+        "keep.log",
+        "q/tmp/keep/z",
+        "a",
+        "dir/dir/file.txt/more",
+    ]);
+    for set in &sets {
+        let m = Matcher::new(set).unwrap();
+        for &path in &paths {
+            let path = path.trim_end_matches('/');
+            if path.is_empty() {
+                continue;
+            }
+            let mut hits = m.ancestors_of_children(".");
+            let comps: Vec<&str> = path.split('/').collect();
+            for i in 1..comps.len() {
+                hits = m.descend(&comps[..i].join("/"), &hits);
+            }
+            if let Some((parent, _)) = path.rsplit_once('/') {
+                assert_eq!(hits, m.ancestors_of_children(parent), "{set:?} {path:?}");
+            }
+            assert_eq!(
+                m.matches_child(path, &hits),
+                m.matches(path),
+                "patterns={set:?} path={path:?}"
+            );
+        }
+    }
+}

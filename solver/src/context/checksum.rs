@@ -28,7 +28,7 @@ use xattr::FileExt;
 
 use super::clean::clean;
 use super::glob::{FileGlob, PatternError};
-use super::ignore::Matcher;
+use super::ignore::{AncestorHits, Matcher};
 use super::metacache::{FileHashes, FileKey, HashStats, MetaCache};
 
 /// Domain separation for the digest encoding; bump when the encoding changes.
@@ -356,7 +356,13 @@ fn select(
         meta,
     }));
     if is_dir {
-        walk(&abs, real, &[], 0, excludes, items)?;
+        let start = DirToWalk {
+            hits: excludes.ancestors_of_children(&real_str),
+            abs: abs.clone(),
+            ctx: real.to_owned(),
+            rel: Vec::new(),
+        };
+        walk(&start, 0, excludes, items)?;
     }
     Ok(!excluded || items.len() > mark + 1)
 }
@@ -365,26 +371,24 @@ fn select(
 /// The top levels are walked in parallel (a walk of an unchanged context is all stat
 /// calls); deeper levels iteratively, so no directory depth can exhaust a stack.
 fn walk(
-    abs: &Path,
-    ctx: &Path,
-    rel: &[u8],
+    dir: &DirToWalk,
     depth: usize,
     excludes: &Matcher,
     items: &mut Vec<Item>,
 ) -> Result<(), ChecksumError> {
     if depth >= PARALLEL_WALK_DEPTH {
-        return walk_deep(abs, ctx, rel, excludes, items);
+        return walk_deep(dir, excludes, items);
     }
-    let names = sorted_names(abs)?;
+    let names = sorted_names(&dir.abs)?;
     let subtrees: Vec<Vec<Item>> = names
         .par_iter()
         .map(|name| {
             let mut out = Vec::new();
-            if let Some(child) = visit(abs, ctx, rel, name, excludes)? {
+            if let Some(child) = visit(dir, name, excludes)? {
                 let excluded = child.excluded;
                 out.push(Item::Entry(child.entry));
-                if let Some((abs, ctx, rel)) = child.dir {
-                    walk(&abs, &ctx, &rel, depth + 1, excludes, &mut out)?;
+                if let Some(sub) = child.dir {
+                    walk(&sub, depth + 1, excludes, &mut out)?;
                     // An excluded directory only counts as the parent of re-included
                     // entries.
                     if excluded && out.len() == 1 {
@@ -401,25 +405,19 @@ fn walk(
 
 /// Sequential depth-first walk with an explicit stack, same order and rules as `walk`.
 fn walk_deep(
-    abs: &Path,
-    ctx: &Path,
-    rel: &[u8],
+    start: &DirToWalk,
     excludes: &Matcher,
     items: &mut Vec<Item>,
 ) -> Result<(), ChecksumError> {
     struct Frame {
-        abs: PathBuf,
-        ctx: PathBuf,
-        rel: Vec<u8>,
+        dir: DirToWalk,
         names: std::vec::IntoIter<OsString>,
         /// Index in `items` of this directory's own entry when it is excluded.
         excluded_at: Option<usize>,
     }
     let mut stack = vec![Frame {
-        abs: abs.to_owned(),
-        ctx: ctx.to_owned(),
-        rel: rel.to_vec(),
-        names: sorted_names(abs)?.into_iter(),
+        dir: start.clone(),
+        names: sorted_names(&start.abs)?.into_iter(),
         excluded_at: None,
     }];
     while let Some(top) = stack.last_mut() {
@@ -432,17 +430,15 @@ fn walk_deep(
             }
             continue;
         };
-        let Some(child) = visit(&top.abs, &top.ctx, &top.rel, &name, excludes)? else {
+        let Some(child) = visit(&top.dir, &name, excludes)? else {
             continue;
         };
         let at = items.len();
         items.push(Item::Entry(child.entry));
-        if let Some((abs, ctx, rel)) = child.dir {
-            let names = sorted_names(&abs)?.into_iter();
+        if let Some(dir) = child.dir {
+            let names = sorted_names(&dir.abs)?.into_iter();
             stack.push(Frame {
-                abs,
-                ctx,
-                rel,
+                dir,
                 names,
                 excluded_at: child.excluded.then_some(at),
             });
@@ -451,23 +447,32 @@ fn walk_deep(
     Ok(())
 }
 
+/// A directory a walk descends into.
+#[derive(Clone)]
+struct DirToWalk {
+    abs: PathBuf,
+    /// Path relative to the context root.
+    ctx: PathBuf,
+    /// Path relative to the match root.
+    rel: Vec<u8>,
+    /// Which exclude patterns match one of its ancestors or itself.
+    hits: AncestorHits,
+}
+
 struct Visited {
     entry: Entry,
     excluded: bool,
-    /// For a directory to descend into: its absolute, context and match-relative paths.
-    dir: Option<(PathBuf, PathBuf, Vec<u8>)>,
+    dir: Option<DirToWalk>,
 }
 
 /// Stats one directory child and applies the excludes; `None` when it is excluded (and
 /// cannot have re-included entries below) or vanished since the listing.
 fn visit(
-    abs: &Path,
-    ctx: &Path,
-    rel: &[u8],
+    parent: &DirToWalk,
     name: &OsStr,
     excludes: &Matcher,
 ) -> Result<Option<Visited>, ChecksumError> {
-    let child_abs = abs.join(name);
+    let child_abs = parent.abs.join(name);
     let meta = match std::fs::symlink_metadata(&child_abs) {
         Ok(m) => m,
         // Removed since the directory was listed: it is simply not there.
@@ -479,14 +484,14 @@ fn visit(
             });
         }
     };
-    let child_ctx = ctx.join(name);
+    let child_ctx = parent.ctx.join(name);
     let ctx_str = context_path(&child_ctx);
     let is_dir = meta.is_dir();
-    let excluded = excludes.matches(&ctx_str);
+    let excluded = excludes.matches_child(&ctx_str, &parent.hits);
     if excluded && !(is_dir && excludes.may_reinclude_below(&ctx_str)) {
         return Ok(None);
     }
-    let mut child_rel = rel.to_vec();
+    let mut child_rel = parent.rel.to_vec();
     if !child_rel.is_empty() {
         child_rel.push(b'/');
     }
@@ -498,7 +503,12 @@ fn visit(
             meta,
         },
         excluded,
-        dir: is_dir.then_some((child_abs, child_ctx, child_rel)),
+        dir: is_dir.then(|| DirToWalk {
+            hits: excludes.descend(&ctx_str, &parent.hits),
+            abs: child_abs,
+            ctx: child_ctx,
+            rel: child_rel,
+        }),
     }))
 }
 

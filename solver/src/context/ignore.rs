@@ -149,6 +149,59 @@ impl Matcher {
         matched
     }
 
+    /// The per-pattern "matches an ancestor" state for the children of directory `dir`
+    /// (`.` for the context root), computed from scratch.
+    pub fn ancestors_of_children(&self, dir: &str) -> AncestorHits {
+        if dir == "." {
+            return AncestorHits(vec![false; self.rules.len()]);
+        }
+        let chars: Vec<char> = dir.chars().collect();
+        let mut ends: Vec<usize> = chars
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c == '/')
+            .map(|(i, _)| i)
+            .collect();
+        ends.push(chars.len());
+        AncestorHits(
+            self.rules
+                .iter()
+                .map(|r| ends.iter().any(|&end| r.pattern.matches(&chars[..end])))
+                .collect(),
+        )
+    }
+
+    /// The state for the children of `dir`, a child of the directory `parent` describes.
+    pub fn descend(&self, dir: &str, parent: &AncestorHits) -> AncestorHits {
+        let chars: Vec<char> = dir.chars().collect();
+        AncestorHits(
+            self.rules
+                .iter()
+                .zip(&parent.0)
+                .map(|(r, &hit)| hit || r.pattern.matches(&chars))
+                .collect(),
+        )
+    }
+
+    /// [`Matcher::matches`] for `path`, a child of the directory `parent` describes:
+    /// each pattern is tried on `path` alone, its parents' results come from `parent`.
+    pub fn matches_child(&self, path: &str, parent: &AncestorHits) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        let chars: Vec<char> = path.chars().collect();
+        let mut matched = false;
+        for (rule, &ancestor) in self.rules.iter().zip(&parent.0) {
+            if rule.exception != matched {
+                continue;
+            }
+            if ancestor || rule.pattern.matches(&chars) {
+                matched = !rule.exception;
+            }
+        }
+        matched
+    }
+
     /// moby's `MatchesExact`: like [`Matcher::matches`] without looking at parents.
     pub fn matches_exact(&self, path: &str) -> bool {
         let chars: Vec<char> = path.chars().collect();
@@ -178,3 +231,8 @@ impl Matcher {
         })
     }
 }
+
+/// Which patterns of a [`Matcher`] match some ancestor directory of the paths below one
+/// directory, so a walk tests each pattern once per path instead of once per parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AncestorHits(Vec<bool>);

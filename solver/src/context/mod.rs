@@ -16,5 +16,5 @@ pub mod metacache;
 pub use checksum::{Checksum, ChecksumError, checksum_selection};
 pub use clean::clean;
 pub use glob::PatternError;
-pub use ignore::{Matcher, ignore_file_for, parse_ignore};
+pub use ignore::{AncestorHits, Matcher, ignore_file_for, parse_ignore};
 pub use metacache::{CacheError, HashStats, MetaCache};
