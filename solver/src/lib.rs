@@ -51,6 +51,7 @@
 mod blocking;
 mod cache;
 mod cancel;
+pub mod context;
 mod dag;
 mod load;
 mod progress;
