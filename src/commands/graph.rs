@@ -11,36 +11,19 @@ use crate::diag::{Level, render};
 
 pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let s = DockerfileSettings::resolve(&args.dockerfile)?;
-    let df = match rbuild_frontend::check::parse(&s.source) {
-        Ok(df) => df,
-        Err(e) => {
-            eprint!(
-                "{}",
-                render(
-                    &s.display,
-                    &s.source,
-                    Level::Error,
-                    None,
-                    &e.message,
-                    e.span
-                )
-            );
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let lowered = match rbuild_frontend::lower(&df, &s.options, &NoopResolver) {
+    // Parse and lowering errors render alike: message and where it points.
+    let lowered = rbuild_frontend::check::parse(&s.source)
+        .map_err(|e| (e.message, e.span))
+        .and_then(|df| {
+            rbuild_frontend::lower(&df, &s.options, &NoopResolver)
+                .map_err(|e| (e.to_string(), e.span()))
+        });
+    let lowered = match lowered {
         Ok(l) => l,
-        Err(e) => {
+        Err((message, span)) => {
             eprint!(
                 "{}",
-                render(
-                    &s.display,
-                    &s.source,
-                    Level::Error,
-                    None,
-                    &e.to_string(),
-                    e.span()
-                )
+                render(&s.display, &s.source, Level::Error, None, &message, span)
             );
             return Ok(ExitCode::from(1));
         }
