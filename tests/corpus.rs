@@ -203,3 +203,21 @@ fn fetched_public_dockerfiles_check_and_lower() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A reader that closes the pipe early must not make rbuild panic.
+#[test]
+fn graph_into_a_closed_pipe_does_not_panic() {
+    let mut child = rbuild()
+        .args(["graph", "--format", "json", "examples"])
+        .current_dir(workspace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rbuild");
+    // Close our end of stdout before rbuild writes its graph.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for rbuild");
+    let (_, stderr) = text(&out);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
