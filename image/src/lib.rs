@@ -9,5 +9,6 @@ pub mod layout;
 pub mod local;
 pub mod oci;
 pub mod registry;
+pub mod unpack;
 
 pub use digest::Sha256Digest;

@@ -3,6 +3,7 @@
 
 mod check;
 mod graph;
+pub mod run;
 mod settings;
 
 use std::process::ExitCode;
@@ -13,5 +14,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Graph(args) => graph::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

@@ -1,0 +1,204 @@
+//! Unpacking a stored image into snapshots: one committed snapshot per layer, keyed by the
+//! OCI chain ID of the layers up to it, so images sharing a base share its snapshots and
+//! an image is unpacked once however often it is run.
+//!
+//! This lives in the image crate (which now depends on the executor) rather than the other
+//! way round: the executor knows namespaces and directories, not OCI manifests, layer
+//! blobs or diffIDs, and stays free of the image formats.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use rbuild_cache::{ContentError, ContentStore, Digest, Hasher};
+use rbuild_executor::snapshot::{ActiveSnapshot, Committed, SnapshotError, Snapshotter};
+
+use crate::compress::{CompressError, decompressed_reader};
+use crate::layer::{ApplyError, ApplyOptions, apply};
+use crate::local::{Image, ImageStore, LocalError};
+
+/// Directory of the snapshot store inside a store root.
+pub const SNAPSHOTS_DIR: &str = "snapshots-v1";
+
+/// Errors of unpacking an image.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("image has {layers} layers but its config lists {diff_ids} diffIDs")]
+    LayerCount { layers: usize, diff_ids: usize },
+    #[error("cannot open layer {0}")]
+    Open(Digest, #[source] ContentError),
+    #[error("cannot decompress layer {0}")]
+    Decompress(Digest, #[source] CompressError),
+    #[error("cannot apply layer {0}")]
+    Apply(Digest, #[source] ApplyError),
+    #[error("layer {layer} unpacks to {actual}, not its diffID {expected}")]
+    DiffId {
+        layer: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("cannot lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The snapshot store of the store root `root` (`<root>/snapshots-v1`).
+pub fn open_snapshotter(root: &Path) -> Result<Snapshotter, SnapshotError> {
+    Snapshotter::open(root.join(SNAPSHOTS_DIR))
+}
+
+/// OCI chain IDs of a layer stack (bottom first): `ChainID(L0) = DiffID(L0)`,
+/// `ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(Ln))`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let next = match out.last() {
+            None => diff_id.clone(),
+            Some(parent) => {
+                Digest::sha256_of(format!("{} {}", parent.as_str(), diff_id.as_str()).as_bytes())
+            }
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// An image's layers as committed snapshots.
+#[derive(Debug)]
+pub struct Unpacked {
+    /// One per layer, base first (the `parents` of a prepare).
+    pub layers: Vec<Committed>,
+    /// How many of them this call had to unpack (0 when all existed).
+    pub unpacked: usize,
+}
+
+/// Counts (hashes) what goes through it: the uncompressed layer tar, for its diffID.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Makes sure every layer of `image` is a committed snapshot, unpacking the missing ones
+/// (verifying each against its diffID); existing snapshots are reused.
+///
+/// Unpacks are serialised across processes by a lock file in the snapshot store, so two
+/// runs of a new image unpack it once.
+pub fn unpack(
+    images: &ImageStore,
+    snapshotter: &Snapshotter,
+    snapshots_root: &Path,
+    image: &Image,
+) -> Result<Unpacked, UnpackError> {
+    let diff_ids = &image.config.rootfs.diff_ids;
+    if diff_ids.len() != image.manifest.layers.len() {
+        return Err(UnpackError::LayerCount {
+            layers: image.manifest.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    let chains = chain_ids(diff_ids);
+    let mut layers = Vec::with_capacity(chains.len());
+    let mut unpacked = 0;
+    // Fast path without the lock: everything is already there.
+    for chain in &chains {
+        match snapshotter.committed(chain.as_str()) {
+            Ok(c) => layers.push(c),
+            Err(SnapshotError::NotFound(_)) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if layers.len() == chains.len() {
+        return Ok(Unpacked { layers, unpacked });
+    }
+    let lock_path = snapshots_root.join("unpack.lock");
+    let lock_err = |source| UnpackError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let lock = std::fs::File::create(&lock_path).map_err(lock_err)?;
+    lock.lock().map_err(lock_err)?;
+    layers.clear();
+    for ((chain, diff_id), desc) in chains.iter().zip(diff_ids).zip(&image.manifest.layers) {
+        let committed = match snapshotter.committed(chain.as_str()) {
+            Ok(c) => c,
+            Err(SnapshotError::NotFound(_)) => {
+                let active = snapshotter.prepare(chain.as_str(), &layers)?;
+                match apply_layer(images, &active, &desc.digest, diff_id) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        let _ = snapshotter.remove_active(active);
+                        return Err(e);
+                    }
+                }
+                unpacked += 1;
+                snapshotter.commit(active)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        layers.push(committed);
+    }
+    if unpacked > 0 {
+        snapshotter.sync()?;
+    }
+    Ok(Unpacked { layers, unpacked })
+}
+
+fn apply_layer(
+    images: &ImageStore,
+    active: &ActiveSnapshot,
+    blob: &Digest,
+    diff_id: &Digest,
+) -> Result<(), UnpackError> {
+    let file = images
+        .store()
+        .content()
+        .open(blob)
+        .map_err(|e| UnpackError::Open(blob.clone(), e))?;
+    let plain = decompressed_reader(io::BufReader::new(file))
+        .map_err(|e| UnpackError::Decompress(blob.clone(), e))?;
+    let mut reader = HashingReader {
+        inner: plain,
+        hasher: Hasher::new(),
+    };
+    apply(&mut reader, active.path(), &ApplyOptions::default())
+        .map_err(|e| UnpackError::Apply(blob.clone(), e))?;
+    let actual = reader.hasher.finish();
+    if &actual != diff_id {
+        return Err(UnpackError::DiffId {
+            layer: blob.clone(),
+            expected: diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_rule() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let chains = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chains[0], a);
+        let want = Digest::sha256_of(format!("{} {}", a.as_str(), b.as_str()).as_bytes());
+        assert_eq!(chains[1], want);
+        assert!(chain_ids(&[]).is_empty());
+    }
+}
