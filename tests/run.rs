@@ -449,3 +449,103 @@ fn sigterm_cancels_the_sandbox() {
         .collect();
     assert!(active.is_empty(), "container snapshots left: {active:?}");
 }
+
+#[test]
+fn sandbox_network_cannot_reach_host_loopback() {
+    if !can_run() {
+        return;
+    }
+    if !std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("slirp4netns").is_file())
+    {
+        eprintln!("skipping: slirp4netns not installed");
+        return;
+    }
+    let f = Fixture::new(&[]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    // 127.0.0.1 is the sandbox's own loopback; 10.0.2.2 is slirp's alias of the host's.
+    for addr in ["127.0.0.1", "10.0.2.2"] {
+        let script = format!("echo x | nc -w 2 {addr} {port}");
+        let out = f.run(&["bb", "sh", "-c", &script]);
+        assert_ne!(code(&out), 0, "{addr}: {:?}", text(&out));
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the host listener was reached: {other:?}"),
+    }
+}
+
+#[test]
+fn a_killed_unpack_is_cleaned_up_by_the_next_run() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&[]);
+    let images = ImageStore::new(Store::open(&f.root()).unwrap());
+    let diff_id = images.resolve("bb").unwrap().config.rootfs.diff_ids[0].clone();
+    // What an unpack killed half-way leaves: an active snapshot under the layer's key.
+    let snapshots = rbuild_image::unpack::open_snapshotter(&f.root()).unwrap();
+    let stale = snapshots.prepare(diff_id.as_str(), &[]).unwrap();
+    std::fs::write(stale.path().join("half-written"), "x").unwrap();
+    std::mem::forget(stale);
+    let ls = ok(&f, &["--network", "none", "bb", "ls", "/"]);
+    assert!(ls.contains("bin") && !ls.contains("half-written"), "{ls}");
+    assert_eq!(f.entries("layers").len(), 1);
+}
+
+/// Snapshot mounts under `root` in this mount namespace.
+fn mounts_under(root: &Path) -> Vec<String> {
+    let prefix = root.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_killed_run_is_cleaned_up_by_the_next_run() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&[]);
+    let mut child = f
+        .command(&[
+            "--network",
+            "none",
+            "bb",
+            "sh",
+            "-c",
+            "echo ready; sleep 1000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = |f: &Fixture| -> Vec<PathBuf> {
+        f.entries("active")
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("run-"))
+            .collect()
+    };
+    assert_eq!(left(&f).len(), 1, "the killed run left its snapshot");
+    ok(&f, &["--network", "none", "bb", "true"]);
+    assert!(left(&f).is_empty(), "{:?}", left(&f));
+    assert!(f.entries("containers").is_empty());
+    assert!(
+        mounts_under(&f.root()).is_empty(),
+        "{:?}",
+        mounts_under(&f.root())
+    );
+}

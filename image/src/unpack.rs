@@ -100,7 +100,6 @@ impl<R: Read> Read for HashingReader<R> {
 pub fn unpack(
     images: &ImageStore,
     snapshotter: &Snapshotter,
-    snapshots_root: &Path,
     image: &Image,
 ) -> Result<Unpacked, UnpackError> {
     let diff_ids = &image.config.rootfs.diff_ids;
@@ -124,7 +123,7 @@ pub fn unpack(
     if layers.len() == chains.len() {
         return Ok(Unpacked { layers, unpacked });
     }
-    let lock_path = snapshots_root.join("unpack.lock");
+    let lock_path = snapshotter.root().join("unpack.lock");
     let lock_err = |source| UnpackError::Lock {
         path: lock_path.clone(),
         source,
@@ -136,6 +135,8 @@ pub fn unpack(
         let committed = match snapshotter.committed(chain.as_str()) {
             Ok(c) => c,
             Err(SnapshotError::NotFound(_)) => {
+                // Under the lock, an active snapshot of this key is a killed unpack's.
+                snapshotter.remove_abandoned(chain.as_str())?;
                 let active = snapshotter.prepare(chain.as_str(), &layers)?;
                 match apply_layer(images, &active, &desc.digest, diff_id) {
                     Ok(()) => {}
@@ -155,6 +156,97 @@ pub fn unpack(
         snapshotter.sync()?;
     }
     Ok(Unpacked { layers, unpacked })
+}
+
+/// Key prefix of container snapshots (`rbuild run`).
+const CONTAINER_PREFIX: &str = "run-";
+/// Directory (in the snapshot store) of the lock files that mark containers alive.
+const CONTAINER_LOCKS: &str = "containers";
+
+/// A container's writable snapshot, and the lock that tells other processes its owner is
+/// alive: a snapshot whose lock can be taken was left by a killed process.
+#[derive(Debug)]
+pub struct Container {
+    snapshot: ActiveSnapshot,
+    lock_path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Container {
+    pub fn snapshot(&self) -> &ActiveSnapshot {
+        &self.snapshot
+    }
+
+    /// Throws the container's changes away.
+    pub fn remove(self, snapshotter: &Snapshotter) -> Result<(), SnapshotError> {
+        let removed = snapshotter.remove_active(self.snapshot);
+        // Removed while still locked: a sweeper never takes a live container's lock.
+        let _ = std::fs::remove_file(&self.lock_path);
+        removed
+    }
+}
+
+/// A writable snapshot on `layers` for a container with a unique `id`. Containers left by
+/// killed processes (their overlay possibly still mounted) are removed first.
+pub fn prepare_container(
+    snapshotter: &Snapshotter,
+    layers: &[Committed],
+    id: &str,
+) -> Result<Container, UnpackError> {
+    let locks = snapshotter.root().join(CONTAINER_LOCKS);
+    std::fs::create_dir_all(&locks).map_err(|source| UnpackError::Lock {
+        path: locks.clone(),
+        source,
+    })?;
+    sweep_containers(snapshotter, &locks);
+    let key = format!("{CONTAINER_PREFIX}{id}");
+    let lock_path = locks.join(format!("{key}.lock"));
+    let lock_err = |source| UnpackError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let lock = std::fs::File::create(&lock_path).map_err(lock_err)?;
+    lock.lock().map_err(lock_err)?;
+    match snapshotter.prepare(&key, layers) {
+        Ok(snapshot) => Ok(Container {
+            snapshot,
+            lock_path,
+            _lock: lock,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&lock_path);
+            Err(e.into())
+        }
+    }
+}
+
+/// Removes the container snapshots whose owners are gone. Best effort: a container that
+/// cannot be removed now is tried again by the next run.
+fn sweep_containers(snapshotter: &Snapshotter, locks: &Path) {
+    let Ok(entries) = std::fs::read_dir(snapshotter.root().join("active")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(key) = name.to_str().filter(|k| k.starts_with(CONTAINER_PREFIX)) else {
+            continue;
+        };
+        let lock_path = locks.join(format!("{key}.lock"));
+        // The lock file lives as long as the snapshot, so a missing one means the owner
+        // died between the two; a lock that can be taken means it died since.
+        let lock = match std::fs::File::open(&lock_path) {
+            Ok(f) => match f.try_lock() {
+                Ok(()) => Some(f),
+                Err(_) => continue,
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(_) => continue,
+        };
+        if snapshotter.remove_abandoned(key).is_ok() {
+            let _ = std::fs::remove_file(&lock_path);
+        }
+        drop(lock);
+    }
 }
 
 fn apply_layer(

@@ -14,6 +14,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Graph(args) => graph::run(&args),
-        Command::Run(args) => run::run(&args),
+        Command::Run(args) => run::run(args.root.as_deref(), &args),
     }
 }

@@ -17,7 +17,7 @@ use rbuild_executor::{
     SandboxError, Stream,
 };
 use rbuild_image::local::ImageStore;
-use rbuild_image::unpack::{self, SNAPSHOTS_DIR};
+use rbuild_image::unpack;
 
 use crate::cli::{NetworkMode, RunArgs};
 
@@ -27,8 +27,9 @@ pub const SANDBOX_INIT: &str = "__sandbox-init";
 /// Docker's exit code when the container could not be started.
 const RUN_FAILED: u8 = 125;
 
-pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    match run_inner(args) {
+/// `root` is the store root flag (`None`: from the environment).
+pub fn run(root: Option<&Path>, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    match run_inner(root, args) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("rbuild run: {e:#}");
@@ -37,7 +38,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run_inner(args: &RunArgs) -> anyhow::Result<ExitCode> {
+fn run_inner(root: Option<&Path>, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Everything the user can get wrong is checked before anything is unpacked.
     let host_env: Vec<(String, String)> = std::env::vars().collect();
     let mut extra_env = Vec::new();
@@ -68,7 +69,7 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<ExitCode> {
         NetworkMode::None => Network::None,
     };
 
-    let root = rbuild_cache::root_from_env(args.root.as_deref())?;
+    let root = rbuild_cache::root_from_env(root)?;
     let store = Store::open(&root).with_context(|| format!("open store {}", root.display()))?;
     let images = ImageStore::new(store);
     let image = images.resolve(&args.image)?;
@@ -83,14 +84,16 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<ExitCode> {
     merge_env(&mut env, config.env.iter().cloned(), &host_env);
     merge_env(&mut env, extra_env, &host_env);
 
-    let snapshots_root = root.join(SNAPSHOTS_DIR);
+    let cancel = CancelHandle::new();
+    let signalled = watch_signals(&cancel)?;
+    let sandbox = Sandbox::new(Helper::current_exe(vec![OsString::from(SANDBOX_INIT)])?);
     let snapshotter = unpack::open_snapshotter(&root)?;
-    let layers = unpack::unpack(&images, &snapshotter, &snapshots_root, &image)?;
-    let key = format!("run-{}", container_id());
-    // Dropping the active snapshot (on every path out of here) removes it.
-    let active = snapshotter.prepare(&key, &layers.layers)?;
+    let layers = unpack::unpack(&images, &snapshotter, &image)?;
+    // Dropping the container (on every path out of here) removes its snapshot; one left
+    // by a killed rbuild is removed by a later run.
+    let container = unpack::prepare_container(&snapshotter, &layers.layers, &container_id())?;
 
-    let mut spec = RunSpec::new(active.rootfs(), argv);
+    let mut spec = RunSpec::new(container.snapshot().rootfs(), argv);
     spec.env = env;
     spec.cwd = args
         .workdir
@@ -108,9 +111,6 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<ExitCode> {
     spec.limits = limits;
     spec.stdin_inherit = args.interactive;
 
-    let cancel = CancelHandle::new();
-    let signalled = watch_signals(&cancel)?;
-    let sandbox = Sandbox::new(Helper::current_exe(vec![OsString::from(SANDBOX_INIT)])?);
     let result = sandbox.run(&spec, &cancel, &mut |stream, data| {
         // A closed stdout or stderr is the reader's choice, not a failure of the run.
         let _ = match stream {
@@ -121,7 +121,7 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<ExitCode> {
             Stream::Stderr => std::io::stderr().lock().write_all(data),
         };
     });
-    let removed = snapshotter.remove_active(active);
+    let removed = container.remove(&snapshotter);
     let signal = signalled.load(Ordering::SeqCst);
     let code = match result {
         Ok(status) => status.code(),

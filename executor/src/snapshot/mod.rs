@@ -254,6 +254,29 @@ impl Snapshotter {
         &self.backend
     }
 
+    /// The store directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes what a holder that died (crash, kill) left of the active snapshot `key`,
+    /// unmounting its overlay if still mounted; returns whether there was anything. The
+    /// caller makes sure nobody else uses the key (for example with a lock file).
+    pub fn remove_abandoned(&self, key: &str) -> Result<bool, SnapshotError> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.root.join("active").join(key_dir(key)?);
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            return Ok(false);
+        };
+        let merged = dir.join("merged");
+        // A mounted overlay has a device of its own.
+        if std::fs::symlink_metadata(&merged).is_ok_and(|m| m.dev() != meta.dev()) {
+            unmount(&merged)?;
+        }
+        std::fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
+        Ok(true)
+    }
+
     /// A committed layer made earlier, by key.
     pub fn committed(&self, key: &str) -> Result<Committed, SnapshotError> {
         let dir = self.root.join("layers").join(key_dir(key)?);
