@@ -549,3 +549,48 @@ fn a_killed_run_is_cleaned_up_by_the_next_run() {
         mounts_under(&f.root())
     );
 }
+
+#[test]
+fn stdin_only_with_i_and_limits_and_rm_accepted() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&[]);
+    let with_stdin = |args: &[&str]| {
+        let mut child = f
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Without -i rbuild may be gone before the write: a broken pipe is not a failure.
+        let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"from stdin\n");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{:?}", text(&out));
+        text(&out).0
+    };
+    assert_eq!(
+        with_stdin(&["--rm", "-i", "--network", "none", "bb", "cat"]),
+        "from stdin\n"
+    );
+    assert_eq!(with_stdin(&["--network", "none", "bb", "cat"]), "");
+    let out = ok(
+        &f,
+        &[
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--network",
+            "none",
+            "bb",
+            "echo",
+            "limited",
+        ],
+    );
+    assert_eq!(out, "limited\n");
+    let out = f.run(&["--memory", "lots", "--network", "none", "bb", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(text(&out).1.contains("invalid size"), "{:?}", text(&out));
+}
