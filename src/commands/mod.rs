@@ -2,16 +2,47 @@
 //! render the result. Commands return the process exit code.
 
 mod check;
+mod df;
 mod graph;
+mod history;
+mod images;
+mod import;
+mod inspect;
+mod load;
+mod login;
+mod prune;
+mod pull;
+mod push;
+mod registry;
+mod render;
+mod rmi;
+mod save;
 mod settings;
+mod store;
+mod tag;
 
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Check(args) => check::run(&args),
-        Command::Graph(args) => graph::run(&args),
+    let root = cli.root.as_deref();
+    match &cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Images(args) => images::run(root, args),
+        Command::Inspect(args) => inspect::run(root, args),
+        Command::History(args) => history::run(root, args),
+        Command::Tag(args) => tag::run(root, args),
+        Command::Rmi(args) => rmi::run(root, args),
+        Command::Save(args) => save::run(root, args),
+        Command::Load(args) => load::run(root, args),
+        Command::Import(args) => import::run(root, args),
+        Command::Pull(args) => pull::run(root, args),
+        Command::Push(args) => push::run(root, args),
+        Command::Login(args) => login::login(root, args),
+        Command::Logout(args) => login::logout(root, args),
+        Command::Df => df::run(root),
+        Command::Prune(args) => prune::run(root, args),
     }
 }

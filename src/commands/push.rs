@@ -1,0 +1,27 @@
+//! `rbuild push`: upload a stored image (blobs the registry lacks, then the manifest by
+//! tag) and print the digest line `docker push` ends with.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use rbuild_image::registry::Reference;
+
+use crate::cli::PushArgs;
+
+pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(&args.name)?;
+    let client = super::registry::client(super::registry::config(&args.registry)?)?;
+    let store = super::store::open(root)?;
+    let image = store.resolve(&args.name)?;
+    println!("The push refers to repository [{}]", reference.name());
+    let content = Arc::new(store.store().content().clone());
+    let result = super::registry::runtime()?.block_on(client.push_image(
+        &reference,
+        &image.manifest_digest,
+        &content,
+        None,
+    ))?;
+    println!("{result}");
+    Ok(ExitCode::SUCCESS)
+}
