@@ -299,3 +299,31 @@ fn bad_input_is_one_error_line_and_leaves_the_store_alone() {
     assert_eq!(root.ok(&["df"]), df);
     assert_eq!(root.ok(&["images"]), images);
 }
+
+#[test]
+fn root_comes_from_flag_then_rbuild_root() {
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = write_temp(work.path(), "rootfs.tar", &small_rootfs());
+    let env_root = work.path().join("env-root");
+    let flag_root = work.path().join("flag-root");
+    let run = |args: &[&str], flag: Option<&std::path::Path>| {
+        let mut cmd = common::rbuild();
+        if let Some(flag) = flag {
+            cmd.arg("--root").arg(flag);
+        }
+        let out = cmd
+            .args(args)
+            .env("RBUILD_ROOT", &env_root)
+            .output()
+            .unwrap();
+        common::assert_success(&out, args);
+        text(&out).0
+    };
+    run(&["import", &rootfs, "from-env:1"], None);
+    assert!(env_root.join("layout-version").is_file());
+    // The flag wins over the environment, also after the subcommand.
+    run(&["images", "--root", flag_root.to_str().unwrap()], None);
+    assert!(flag_root.join("layout-version").is_file());
+    assert!(!run(&["images"], Some(&flag_root)).contains("from-env"));
+    assert!(run(&["images"], None).contains("from-env"));
+}
