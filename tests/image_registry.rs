@@ -78,6 +78,15 @@ fn push_then_pull_into_another_root() {
     // Unknown tag: one clear error, exit 1.
     let err = dst.fails(&["pull", &format!("{}/bb:nope", registry.host())]);
     assert!(err.contains("bb"), "{err}");
+    // Bad flags are one clear error each.
+    assert!(
+        dst.fails(&["pull", "--platform", "bogus", &name])
+            .contains("bogus")
+    );
+    assert!(
+        dst.fails(&["pull", "--registry-mirror", "not a url", &name])
+            .contains("not a url")
+    );
     // An image we do not have cannot be pushed.
     assert!(
         dst.fails(&["push", &format!("{}/other:1", registry.host())])
