@@ -57,6 +57,15 @@ fn push_then_pull_into_another_root() {
     );
     let digest = pushed_digest(&out, "latest");
     assert_eq!(
+        out.lines().filter(|l| l.ends_with(": Pushed")).count(),
+        1,
+        "one layer uploaded:\n{out}"
+    );
+    // Pushing again finds everything there.
+    let again = src.ok(&["push", &name]);
+    assert!(again.contains(": Layer already exists"), "{again}");
+    assert_eq!(pushed_digest(&again, "latest"), digest);
+    assert_eq!(
         skopeo_digest(&format!("docker://{name}"), None),
         digest,
         "skopeo reads what we pushed"

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use rbuild_image::registry::Reference;
+use rbuild_image::registry::{BlobPush, Reference};
 
 use crate::cli::PushArgs;
 
@@ -22,6 +22,21 @@ pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
         &content,
         None,
     ))?;
+    // Layers top first with how each got there, as docker prints them.
+    for layer in image.manifest.layers.iter().rev() {
+        let how = result
+            .blobs
+            .iter()
+            .find(|(d, _)| *d == layer.digest)
+            .map(|(_, how)| *how);
+        let status = match how {
+            Some(BlobPush::Exists) => "Layer already exists",
+            Some(BlobPush::Mounted) => "Mounted",
+            Some(BlobPush::Uploaded | BlobPush::Chunked(_)) => "Pushed",
+            None => continue,
+        };
+        println!("{}: {status}", &layer.digest.hex()[..12]);
+    }
     println!("{result}");
     Ok(ExitCode::SUCCESS)
 }
