@@ -216,6 +216,14 @@ fn df_counts_images_and_prune_all_removes_untagged() {
     assert!(root.ok(&["images"]).contains("<none>"));
     root.ok(&["prune", "-f"]);
     assert!(root.ok(&["images"]).contains("<none>"));
+    // Under the --keep-storage limit nothing is deleted, not even the untagged image's
+    // blobs once its record is gone.
+    let out = root.ok(&["prune", "-f", "--all", "--keep-storage", "1GB"]);
+    assert!(out.contains(&format!("deleted: {id}")), "{out}");
+    assert!(out.contains("Total reclaimed space: 0B"), "{out}");
+    assert!(!root.ok(&["images"]).contains("<none>"));
+    // Re-import gives the same untagged image again (the blobs are still there).
+    assert_eq!(root.ok(&["import", "-m", "other", &rootfs]).trim(), id);
     let out = root.ok(&["prune", "-f", "--all"]);
     assert!(out.contains(&format!("deleted: {id}")), "{out}");
     assert!(!root.ok(&["images"]).contains("<none>"));
