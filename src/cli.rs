@@ -70,6 +70,9 @@ pub struct ImagesArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: ListFormat,
+    /// Only images of this repository (and tag).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Args)]

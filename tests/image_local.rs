@@ -86,6 +86,15 @@ fn import_list_inspect_tag_history_save_load_rmi_prune_df() {
         serde_json::json!(["demo:1", "example.com/team/demo:v2"])
     );
 
+    // A repository filter keeps that repository's rows; with a tag, that tag's.
+    assert!(!root.ok(&["images", "demo"]).contains("example.com"));
+    assert!(root.ok(&["images", "demo"]).contains("demo "));
+    assert_eq!(
+        root.ok(&["images", "-q", "example.com/team/demo:v2"]),
+        format!("{short}\n")
+    );
+    assert_eq!(root.ok(&["images", "-q", "demo:nope"]), "");
+
     // history: one imported layer.
     let history = root.ok(&["history", "demo:1"]);
     let hl: Vec<&str> = history.lines().collect();

@@ -3,13 +3,18 @@
 use std::process::ExitCode;
 
 use rbuild_cache::meta::now_unix;
-use rbuild_image::local::short_id;
+use rbuild_image::local::reference::{familiar, split_tag};
+use rbuild_image::local::{ImageRow, normalize_tag, short_id};
 
 use super::render::{ago, human_size, table};
 use crate::cli::{ImagesArgs, ListFormat};
 
 pub fn run(root: Option<&std::path::Path>, args: &ImagesArgs) -> anyhow::Result<ExitCode> {
-    let rows = super::store::open(root)?.list()?;
+    let mut rows = super::store::open(root)?.list()?;
+    if let Some(filter) = &args.filter {
+        let keep = matcher(filter)?;
+        rows.retain(|r| keep(r));
+    }
     let now = now_unix();
     let mut out = String::new();
     if args.quiet {
@@ -55,4 +60,18 @@ pub fn run(root: Option<&std::path::Path>, args: &ImagesArgs) -> anyhow::Result<
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `rbuild images REPOSITORY[:TAG]` keeps: rows of that repository, and of that tag
+/// when one is given (as docker, a bare repository matches every tag).
+fn matcher(filter: &str) -> anyhow::Result<impl Fn(&ImageRow) -> bool> {
+    let last = filter.rsplit('/').next().unwrap_or(filter);
+    let has_tag = last.contains(':');
+    let full = normalize_tag(filter)?;
+    let (repository, tag) = split_tag(&full);
+    let repository = familiar(repository).to_owned();
+    let tag = has_tag.then(|| tag.to_owned());
+    Ok(move |row: &ImageRow| {
+        row.repository == repository && tag.as_ref().is_none_or(|t| *t == row.tag)
+    })
 }
