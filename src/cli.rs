@@ -159,6 +159,10 @@ pub struct RegistryArgs {
     /// A registry that may be reached over plain HTTP (repeatable).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure: Vec<String>,
+    /// Pull Docker Hub images from the mirrors only, never from Docker Hub itself
+    /// (air-gapped setups).
+    #[arg(long)]
+    pub no_hub_fallback: bool,
 }
 
 #[derive(Debug, Args)]

@@ -232,3 +232,34 @@ fn docker_archive_load_push_skopeo_copy_keeps_digests() {
             .unwrap();
     assert_eq!(manifest["config"]["digest"], id.as_str());
 }
+
+#[test]
+fn docker_hub_names_pull_from_a_mirror() {
+    let registry = TestRegistry::start().expect("registry fixture");
+    let src = Root::new();
+    let id = import_busybox(&src);
+    // What a mirror of Docker Hub serves for `busybox`.
+    let on_mirror = format!("{}/library/busybox:latest", registry.host());
+    src.ok(&["tag", "busybox", &on_mirror]);
+    src.ok(&["push", &on_mirror]);
+
+    let mirror = format!("http://{}", registry.host());
+    // Docker Hub itself is never contacted from tests: --no-hub-fallback.
+    let dst = Root::new();
+    let out = dst.ok(&[
+        "pull",
+        "--no-hub-fallback",
+        "--registry-mirror",
+        &mirror,
+        "busybox",
+    ]);
+    assert!(out.ends_with("docker.io/library/busybox:latest\n"), "{out}");
+    assert_eq!(id_of(&dst, "busybox"), id);
+
+    // The same through RBUILD_REGISTRY_MIRRORS (a comma list; empty items are skipped).
+    let env_dst = Root::new();
+    let mut cmd = env_dst.cmd(&["pull", "--no-hub-fallback", "busybox"]);
+    cmd.env("RBUILD_REGISTRY_MIRRORS", format!(",{mirror},"));
+    assert_success(&cmd.output().unwrap(), &["pull"]);
+    assert_eq!(id_of(&env_dst, "busybox"), id);
+}

@@ -31,6 +31,7 @@ pub fn config(args: &RegistryArgs) -> anyhow::Result<RegistryConfig> {
     Ok(RegistryConfig {
         insecure: args.insecure.clone(),
         mirrors,
+        hub_fallback: !args.no_hub_fallback,
         ..RegistryConfig::default()
     })
 }
