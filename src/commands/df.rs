@@ -78,7 +78,7 @@ pub fn run(root: Option<&Path>) -> anyhow::Result<ExitCode> {
             "0B".to_owned(),
         ],
     ];
-    print!(
+    out!(
         "{}",
         table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
     );

@@ -36,7 +36,7 @@ pub fn run(root: Option<&Path>, args: &HistoryArgs) -> anyhow::Result<ExitCode> 
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],

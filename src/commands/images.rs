@@ -58,7 +58,7 @@ pub fn run(root: Option<&std::path::Path>, args: &ImagesArgs) -> anyhow::Result<
             &cells,
         );
     }
-    print!("{out}");
+    out!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 

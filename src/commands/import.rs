@@ -39,6 +39,6 @@ pub fn run(root: Option<&Path>, args: &ImportArgs) -> anyhow::Result<ExitCode> {
         import_rootfs(&store, BufReader::new(file), name, &options)
             .with_context(|| format!("cannot import {}", args.file))?
     };
-    println!("{}", recorded.id);
+    outln!("{}", recorded.id);
     Ok(ExitCode::SUCCESS)
 }

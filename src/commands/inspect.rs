@@ -27,7 +27,7 @@ pub fn run(root: Option<&Path>, args: &InspectArgs) -> anyhow::Result<ExitCode> 
     found.serialize(&mut serde_json::Serializer::with_formatter(
         &mut bytes, formatter,
     ))?;
-    println!("{}", String::from_utf8_lossy(&bytes));
+    outln!("{}", String::from_utf8_lossy(&bytes));
     Ok(if failed {
         ExitCode::from(1)
     } else {

@@ -25,10 +25,10 @@ pub fn run(root: Option<&Path>, args: &LoadArgs) -> anyhow::Result<ExitCode> {
     };
     for image in &report.images {
         if image.tags.is_empty() {
-            println!("Loaded image ID: {}", image.id);
+            outln!("Loaded image ID: {}", image.id);
         }
         for tag in &image.tags {
-            println!("Loaded image: {}", familiar_tag(tag));
+            outln!("Loaded image: {}", familiar_tag(tag));
         }
     }
     Ok(ExitCode::SUCCESS)

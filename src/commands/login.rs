@@ -54,16 +54,16 @@ pub fn login(_root: Option<&Path>, args: &LoginArgs) -> anyhow::Result<ExitCode>
     super::registry::runtime()?.block_on(client.ping(&args.server))?;
     let path = config_path()?;
     auth::login(&path, &args.server, &username, &password)?;
-    println!("Login Succeeded");
+    outln!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn logout(_root: Option<&Path>, args: &LogoutArgs) -> anyhow::Result<ExitCode> {
     let path = config_path()?;
     if auth::logout(&path, &args.server)? {
-        println!("Removing login credentials for {}", args.server);
+        outln!("Removing login credentials for {}", args.server);
     } else {
-        println!("Not logged in to {}", args.server);
+        outln!("Not logged in to {}", args.server);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,24 @@
 //! One module per command: resolve settings from the parsed flags, make one library call,
 //! render the result. Commands return the process exit code.
 
+/// `print!` that ends quietly when stdout's reader went away instead of panicking; use
+/// inside functions returning `anyhow::Result`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::commands::render::emit(&format!($($arg)*))?
+    };
+}
+
+/// `println!` counterpart of `out!`.
+macro_rules! outln {
+    () => {
+        $crate::commands::render::emit("\n")?
+    };
+    ($($arg:tt)*) => {
+        $crate::commands::render::emit(&format!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 mod check;
 mod df;
 mod graph;

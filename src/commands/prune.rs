@@ -31,20 +31,20 @@ pub fn run(root: Option<&Path>, args: &PruneArgs) -> anyhow::Result<ExitCode> {
     };
     let report = store.prune(&BTreeSet::new(), keep_storage)?;
     if !removed.is_empty() {
-        println!("Deleted Images:");
+        outln!("Deleted Images:");
         for id in &removed {
-            println!("deleted: {id}");
+            outln!("deleted: {id}");
         }
-        println!();
+        outln!();
     }
     if !report.deleted.is_empty() {
-        println!("Deleted blobs:");
+        outln!("Deleted blobs:");
         for blob in &report.deleted {
-            println!("{}", blob.digest);
+            outln!("{}", blob.digest);
         }
-        println!();
+        outln!();
     }
-    println!("Total reclaimed space: {}", human_size(report.reclaimed));
+    outln!("Total reclaimed space: {}", human_size(report.reclaimed));
     Ok(ExitCode::SUCCESS)
 }
 

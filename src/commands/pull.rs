@@ -21,7 +21,7 @@ pub fn run(root: Option<&Path>, args: &PullArgs) -> anyhow::Result<ExitCode> {
     let store = super::store::open(root)?;
     let before = store.resolve(&args.name).ok().map(|i| i.manifest_digest);
 
-    println!(
+    outln!(
         "{}: Pulling from {}",
         reference.manifest_reference(),
         reference.repository()
@@ -45,16 +45,16 @@ pub fn run(root: Option<&Path>, args: &PullArgs) -> anyhow::Result<ExitCode> {
         .index
         .as_ref()
         .map_or(&pulled.manifest_digest, |i| &i.digest);
-    println!("Digest: {digest}");
+    outln!("Digest: {digest}");
     let shown = match tags.first() {
         Some(t) => familiar_tag(t),
         None => args.name.clone(),
     };
     if before.as_ref() == Some(&pulled.manifest_digest) {
-        println!("Status: Image is up to date for {shown}");
+        outln!("Status: Image is up to date for {shown}");
     } else {
-        println!("Status: Downloaded newer image for {shown}");
+        outln!("Status: Downloaded newer image for {shown}");
     }
-    println!("{reference}");
+    outln!("{reference}");
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let client = super::registry::client(super::registry::config(&args.registry)?)?;
     let store = super::store::open(root)?;
     let image = store.resolve(&args.name)?;
-    println!("The push refers to repository [{}]", reference.name());
+    outln!("The push refers to repository [{}]", reference.name());
     let content = Arc::new(store.store().content().clone());
     let result = super::registry::runtime()?.block_on(client.push_image(
         &reference,
@@ -35,8 +35,8 @@ pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
             Some(BlobPush::Uploaded | BlobPush::Chunked(_)) => "Pushed",
             None => continue,
         };
-        println!("{}: {status}", &layer.digest.hex()[..12]);
+        outln!("{}: {status}", &layer.digest.hex()[..12]);
     }
-    println!("{result}");
+    outln!("{result}");
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,18 @@
 //! like Go's tabwriter with three spaces between columns.
 
 use std::fmt::Write as _;
+use std::io::{self, Write as _};
+
+/// Writes to stdout. A reader that went away (`rbuild images | head -1`) ends the output
+/// quietly, where `print!` would panic.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+    }
+}
 
 /// A size with three significant digits in decimal units, as `docker images` prints it.
 pub fn human_size(bytes: u64) -> String {

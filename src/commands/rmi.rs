@@ -16,8 +16,8 @@ pub fn run(root: Option<&Path>, args: &RmiArgs) -> anyhow::Result<ExitCode> {
             Ok(events) => {
                 for event in events {
                     match event {
-                        RemoveEvent::Untagged(name) => println!("Untagged: {name}"),
-                        RemoveEvent::Deleted(id) => println!("Deleted: {id}"),
+                        RemoveEvent::Untagged(name) => outln!("Untagged: {name}"),
+                        RemoveEvent::Deleted(id) => outln!("Deleted: {id}"),
                     }
                 }
             }
