@@ -15,6 +15,11 @@ pub(crate) struct RawFlag {
 /// Splits the leading builder flags off `args` (BuildKit's `extractBuilderFlags`).
 /// Returns the flags and the byte offset in `args` where the remaining arguments start.
 pub(crate) fn extract_flags(args: &str, escape: char) -> (Vec<RawFlag>, usize) {
+    // Most instructions have no flags: when the first word does not start with `--` the
+    // grammar would match nothing, so skip the call.
+    if !args.trim_start().starts_with("--") {
+        return (Vec::new(), 0);
+    }
     let input = with_escape(escape, args);
     let Some(mut pairs) = parse(Rule::flags, &input) else {
         return (Vec::new(), 0);
@@ -68,6 +73,11 @@ pub(crate) struct RawWord {
 /// BuildKit's `parseWords`: splits on white space outside quotes, keeping quotes and escape
 /// characters in the words (only a lone escape character at the very end is dropped).
 pub(crate) fn split_words(rest: &str, escape: char) -> Vec<RawWord> {
+    // Without quotes and escape characters a word is a run of non-space characters: the
+    // common case, split without a grammar call.
+    if !rest.contains(['"', '\'', escape]) {
+        return split_plain(rest);
+    }
     let input = with_escape(escape, rest);
     let Some(mut pairs) = parse(Rule::words, &input) else {
         // The grammar accepts any input; an empty list is the only sane fallback.
@@ -89,6 +99,30 @@ pub(crate) fn split_words(rest: &str, escape: char) -> Vec<RawWord> {
         }
         if !text.is_empty() {
             words.push(RawWord { text, start, end });
+        }
+    }
+    words
+}
+
+/// [`split_words`] of a text without quotes and escape characters.
+fn split_plain(rest: &str) -> Vec<RawWord> {
+    let mut words = Vec::new();
+    let mut start = None;
+    for (i, c) in rest
+        .char_indices()
+        .chain(std::iter::once((rest.len(), ' ')))
+    {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                words.push(RawWord {
+                    text: rest[s..i].to_string(),
+                    start: s,
+                    end: i,
+                });
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
         }
     }
     words
@@ -185,6 +219,34 @@ mod tests {
         assert_eq!(texts(r"a \", '\\'), vec!["a"]);
         assert_eq!(texts(r#"a "b\"#, '\\'), vec!["a", "\"b"]);
         assert_eq!(texts(r"a\\", '\\'), vec![r"a\\"]);
+    }
+
+    #[test]
+    fn plain_split_matches_the_grammar() {
+        for text in [
+            "",
+            "  a  b\tc ",
+            "k=v PATH=/x:$PATH",
+            "a\u{a0}b\u{2003}c",
+            "é=ü x",
+        ] {
+            let plain = split_plain(text);
+            let input = with_escape('\\', text);
+            let top = parse(Rule::words, &input).unwrap().next().unwrap();
+            let grammar: Vec<(String, usize, usize)> = top
+                .into_inner()
+                .filter(|p| p.as_rule() == Rule::word)
+                .map(|p| {
+                    let sp = p.as_span();
+                    (p.as_str().to_string(), sp.start() - 1, sp.end() - 1)
+                })
+                .collect();
+            let plain: Vec<(String, usize, usize)> = plain
+                .into_iter()
+                .map(|w| (w.text, w.start, w.end))
+                .collect();
+            assert_eq!(plain, grammar, "{text:?}");
+        }
     }
 
     #[test]
