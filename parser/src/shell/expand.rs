@@ -154,17 +154,24 @@ impl<'a> Expander<'a> {
                 continue;
             }
             self.pos += 1;
+            // Fields are only collected when asked for: most words are expanded whole.
             if ch == self.lexer.escape {
                 if self.raw_escapes {
-                    fields.push_raw(ch);
+                    if want_fields {
+                        fields.push_raw(ch);
+                    }
                     text.push(ch);
                 }
                 // A lone escape at the end of the word is dropped.
                 let Some(escaped) = self.next() else { break };
-                fields.push_raw(escaped);
+                if want_fields {
+                    fields.push_raw(escaped);
+                }
                 text.push(escaped);
             } else {
-                fields.push(ch);
+                if want_fields {
+                    fields.push(ch);
+                }
                 text.push(ch);
             }
         }
