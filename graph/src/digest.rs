@@ -20,7 +20,15 @@ pub struct Digest(String);
 impl Digest {
     /// The sha256 digest of `bytes`.
     pub fn sha256(bytes: &[u8]) -> Digest {
-        Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+        Digest::from_sha256(Sha256::new_with_prefix(bytes))
+    }
+
+    /// The digest of everything written into `hasher`.
+    pub(crate) fn from_sha256(hasher: Sha256) -> Digest {
+        let mut s = String::with_capacity("sha256:".len() + 64);
+        s.push_str("sha256:");
+        s.push_str(&hex::encode(hasher.finalize()));
+        Digest(s)
     }
 
     /// The whole `sha256:<hex>` text.
