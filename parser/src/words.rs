@@ -20,6 +20,9 @@ pub(crate) fn extract_flags(args: &str, escape: char) -> (Vec<RawFlag>, usize) {
     if !args.trim_start().starts_with("--") {
         return (Vec::new(), 0);
     }
+    if let Some(plain) = plain_flags(args, escape) {
+        return plain;
+    }
     let input = with_escape(escape, args);
     let Some(mut pairs) = parse(Rule::flags, &input) else {
         return (Vec::new(), 0);
@@ -44,6 +47,35 @@ pub(crate) fn extract_flags(args: &str, escape: char) -> (Vec<RawFlag>, usize) {
         flags.push(RawFlag { text, start, end });
     }
     (flags, top_end)
+}
+
+/// [`extract_flags`] when every flag word is free of quotes and escape characters (the
+/// usual `--from=build --link`): each is then a run of non-space characters taken as it
+/// is. `None` when a flag word needs the grammar.
+fn plain_flags(args: &str, escape: char) -> Option<(Vec<RawFlag>, usize)> {
+    let mut flags = Vec::new();
+    let mut end = 0;
+    loop {
+        let start = end + (args[end..].len() - args[end..].trim_start().len());
+        let rest = &args[start..];
+        if !rest.starts_with("--") {
+            return Some((flags, end));
+        }
+        let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..len];
+        if word.contains(['"', '\'', escape]) {
+            return None;
+        }
+        if word == "--" {
+            return Some((flags, start + len));
+        }
+        flags.push(RawFlag {
+            text: word.to_string(),
+            start,
+            end: start + len,
+        });
+        end = start + len;
+    }
 }
 
 /// Appends the processed text of a flag word (or part of it): quotes removed, each escape
@@ -166,6 +198,42 @@ mod tests {
             flag_texts("--link", '\\'),
             (vec!["--link".into()], "".into())
         );
+    }
+
+    #[test]
+    fn plain_flags_match_the_grammar() {
+        for args in [
+            "--from=build --chown=1:1 a b",
+            "--link",
+            "--link  ",
+            "  --a=1\t--b=2\u{a0}x --c",
+            "--x -- --y z",
+            "--mount=type=cache,target=/root/.cache <<EOF",
+            "--é=ü a",
+        ] {
+            let plain = plain_flags(args, '\\').expect(args);
+            // The grammar's answer: extract_flags with the fast path bypassed.
+            let input = with_escape('\\', args);
+            let top = parse(Rule::flags, &input).unwrap().next().unwrap();
+            let mut grammar = Vec::new();
+            let mut at = top.as_span().end() - ESCAPE_PREFIX_LEN;
+            for w in top.into_inner().filter(|p| p.as_rule() == Rule::flag_word) {
+                let sp = w.as_span();
+                let (start, end) = (sp.start() - 1, sp.end() - 1);
+                if w.as_str() == "--" {
+                    at = end;
+                    break;
+                }
+                grammar.push(RawFlag {
+                    text: w.as_str().to_string(),
+                    start,
+                    end,
+                });
+            }
+            assert_eq!(plain, (grammar, at), "{args:?}");
+        }
+        assert_eq!(plain_flags("--a=\"x y\" b", '\\'), None);
+        assert_eq!(plain_flags("--a=x` y", '`'), None);
     }
 
     #[test]
