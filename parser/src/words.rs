@@ -105,10 +105,10 @@ pub(crate) struct RawWord {
 /// BuildKit's `parseWords`: splits on white space outside quotes, keeping quotes and escape
 /// characters in the words (only a lone escape character at the very end is dropped).
 pub(crate) fn split_words(rest: &str, escape: char) -> Vec<RawWord> {
-    // Without quotes and escape characters a word is a run of non-space characters: the
-    // common case, split without a grammar call.
-    if !rest.contains(['"', '\'', escape]) {
-        return split_plain(rest);
+    // Without escape characters a word is a run of non-space characters and quoted
+    // strings: the common case, split without a grammar call.
+    if !rest.contains(escape) {
+        return split_unescaped(rest);
     }
     let input = with_escape(escape, rest);
     let Some(mut pairs) = parse(Rule::words, &input) else {
@@ -136,26 +136,37 @@ pub(crate) fn split_words(rest: &str, escape: char) -> Vec<RawWord> {
     words
 }
 
-/// [`split_words`] of a text without quotes and escape characters.
-fn split_plain(rest: &str) -> Vec<RawWord> {
+/// [`split_words`] of a text without escape characters: words end at white space
+/// outside quotes; a quote runs to the next one of its kind (or to the end). Quotes are
+/// kept, as the grammar keeps them.
+fn split_unescaped(rest: &str) -> Vec<RawWord> {
     let mut words = Vec::new();
-    let mut start = None;
-    for (i, c) in rest
-        .char_indices()
-        .chain(std::iter::once((rest.len(), ' ')))
-    {
-        match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                words.push(RawWord {
-                    text: rest[s..i].to_string(),
-                    start: s,
-                    end: i,
-                });
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
+    let mut chars = rest.char_indices().peekable();
+    while let Some(&(start, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
         }
+        let mut end = rest.len();
+        while let Some((i, c)) = chars.next() {
+            if c.is_whitespace() {
+                end = i;
+                break;
+            }
+            if c == '"' || c == '\'' {
+                // Up to and including the closing quote; an unclosed one runs to the end.
+                for (_, q) in chars.by_ref() {
+                    if q == c {
+                        break;
+                    }
+                }
+            }
+        }
+        words.push(RawWord {
+            text: rest[start..end].to_string(),
+            start,
+            end,
+        });
     }
     words
 }
@@ -290,15 +301,19 @@ mod tests {
     }
 
     #[test]
-    fn plain_split_matches_the_grammar() {
+    fn unescaped_split_matches_the_grammar() {
         for text in [
             "",
             "  a  b\tc ",
             "k=v PATH=/x:$PATH",
             "a\u{a0}b\u{2003}c",
             "é=ü x",
+            r#"a="1 2" b='3 "4' c"d e"f"#,
+            r#"x="unclosed y"#,
+            "x='unclosed y",
+            r#"a=""b'' "" ''"#,
         ] {
-            let plain = split_plain(text);
+            let plain = split_unescaped(text);
             let input = with_escape('\\', text);
             let top = parse(Rule::words, &input).unwrap().next().unwrap();
             let grammar: Vec<(String, usize, usize)> = top
