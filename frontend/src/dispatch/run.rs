@@ -276,7 +276,11 @@ impl Lowerer<'_> {
         let description = self.describe(st, &format!("{text}{description_suffix}"), cmd.on_build);
         let op = Op::Exec(ExecOp {
             args: args.clone(),
-            env: st.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env: st
+                .env
+                .iter()
+                .map(|(k, v)| [k.as_str(), v].join("="))
+                .collect(),
             cwd: st.cwd.clone(),
             user: st.user.clone(),
             network,

@@ -119,7 +119,9 @@ impl<'a> Expander<'a> {
     }
 
     fn pass_inner(&mut self, stop: Option<char>, want_fields: bool) -> Result<Pass, ShellError> {
-        let mut text = String::new();
+        // Room for the rest of the word: expansion seldom makes it much longer, and the
+        // text then never regrows character by character.
+        let mut text = String::with_capacity(self.chars.len().saturating_sub(self.pos));
         let mut fields = Fields::default();
         let quotes = !self.lexer.skip_process_quotes;
         while let Some(ch) = self.peek() {
