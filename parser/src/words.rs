@@ -20,9 +20,11 @@ pub(crate) fn extract_flags(args: &str, escape: char) -> (Vec<RawFlag>, usize) {
     if !args.trim_start().starts_with("--") {
         return (Vec::new(), 0);
     }
-    if let Some(plain) = plain_flags(args, escape) {
-        return plain;
-    }
+    plain_flags(args, escape).unwrap_or_else(|| grammar_flags(args, escape))
+}
+
+/// [`extract_flags`] by the grammar.
+fn grammar_flags(args: &str, escape: char) -> (Vec<RawFlag>, usize) {
     let input = with_escape(escape, args);
     let Some(mut pairs) = parse(Rule::flags, &input) else {
         return (Vec::new(), 0);
@@ -110,6 +112,11 @@ pub(crate) fn split_words(rest: &str, escape: char) -> Vec<RawWord> {
     if !rest.contains(escape) {
         return split_unescaped(rest);
     }
+    grammar_words(rest, escape)
+}
+
+/// [`split_words`] by the grammar.
+fn grammar_words(rest: &str, escape: char) -> Vec<RawWord> {
     let input = with_escape(escape, rest);
     let Some(mut pairs) = parse(Rule::words, &input) else {
         // The grammar accepts any input; an empty list is the only sane fallback.
@@ -245,6 +252,50 @@ mod tests {
         }
         assert_eq!(plain_flags("--a=\"x y\" b", '\\'), None);
         assert_eq!(plain_flags("--a=x` y", '`'), None);
+    }
+
+    /// A deterministic stream of texts over the characters that matter to flags and words.
+    fn random_texts(count: usize) -> Vec<String> {
+        let alphabet = ['-', '-', '=', 'a', '"', '\'', ' ', '\t', '\u{a0}', 'é', '`'];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % 16) as usize;
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_grammar_on_random_text() {
+        let (mut flags, mut words) = (0, 0);
+        for text in random_texts(20_000) {
+            // With `\` as escape character the texts have none; with a backtick many do.
+            for esc in ['\\', '`'] {
+                if let Some(plain) = plain_flags(&text, esc) {
+                    flags += 1;
+                    assert_eq!(plain, grammar_flags(&text, esc), "{text:?} {esc}");
+                }
+                if !text.contains(esc) {
+                    words += 1;
+                    assert_eq!(
+                        split_unescaped(&text),
+                        grammar_words(&text, esc),
+                        "{text:?}"
+                    );
+                }
+            }
+        }
+        // The comparison must have covered the fast paths.
+        assert!(flags > 1000 && words > 1000, "{flags} {words}");
     }
 
     #[test]
