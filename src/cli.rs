@@ -12,6 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "A daemonless Dockerfile build engine"
 )]
 pub struct Cli {
+    /// Store root (default: $RBUILD_ROOT, else /var/lib/rbuild for root, else
+    /// $XDG_DATA_HOME/rbuild).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -22,8 +26,199 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the build graph a Dockerfile lowers to.
     Graph(GraphArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Show low-level information on images as JSON.
+    Inspect(InspectArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Create a tag DST that refers to image SRC.
+    Tag(TagArgs),
+    /// Remove images.
+    Rmi(RmiArgs),
+    /// Save images to a docker archive, an OCI layout tar or an OCI layout directory.
+    Save(SaveArgs),
+    /// Load images from a docker archive or an OCI layout tar.
+    Load(LoadArgs),
+    /// Make an image from a root filesystem tarball.
+    Import(ImportArgs),
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+    /// Log in to a registry (writes docker's config.json).
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout(LogoutArgs),
+    /// Show the space the store uses.
+    Df,
+    /// Remove blobs nothing references.
+    Prune(PruneArgs),
     /// Run a command in a new sandbox from a stored image.
     Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only show image ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ListFormat,
+    /// Only images of this repository (and tag).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    #[arg(value_name = "SOURCE_IMAGE")]
+    pub source: String,
+    #[arg(value_name = "TARGET_IMAGE")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Remove an image referenced by several tags.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaveFormat {
+    /// A `docker save` archive (also an OCI layout).
+    Docker,
+    /// An OCI image layout tar.
+    Oci,
+    /// An OCI image layout directory (`-o DIR`).
+    OciDir,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to this file (or directory for `oci-dir`) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "docker")]
+    pub format: SaveFormat,
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from this file instead of stdin.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Apply a Dockerfile instruction to the image config (CMD, ENV, WORKDIR, ...).
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// Set the commit message of the imported image.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Root filesystem tarball (`-` for stdin).
+    #[arg(value_name = "FILE|-")]
+    pub file: String,
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub name: Option<String>,
+}
+
+/// Registry settings shared by pull and push.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// A Docker Hub mirror to try first (repeatable).
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+    /// A registry that may be reached over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure: Vec<String>,
+    /// Pull Docker Hub images from the mirrors only, never from Docker Hub itself
+    /// (air-gapped setups).
+    #[arg(long)]
+    pub no_hub_fallback: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Platform to pull (`os/arch[/variant]`; default: this host).
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[arg(value_name = "NAME[:TAG]")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: Option<String>,
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Take the password from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Registries that may be reached over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure: Vec<String>,
+    #[arg(value_name = "SERVER")]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    #[arg(value_name = "SERVER")]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Also remove untagged images first.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Keep at most this much unreferenced data (e.g. `512MB`, `10GB`).
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// Flags shared by every command that reads a Dockerfile from a build context.
@@ -77,9 +272,6 @@ pub enum NetworkMode {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Store root (default: $RBUILD_ROOT, /var/lib/rbuild as root, else the XDG data dir).
-    #[arg(long, value_name = "DIR")]
-    pub root: Option<PathBuf>,
     /// Accepted for compatibility: the container's filesystem is always removed at exit.
     #[arg(long)]
     pub rm: bool,

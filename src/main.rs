@@ -4,7 +4,6 @@
 mod cli;
 mod commands;
 mod diag;
-mod output;
 
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +25,8 @@ enum Verdict {
 }
 
 /// Runs `rbuild ARGS`, killing it if it hangs: a hang is a failure, never a rejection.
+/// The pipes are drained while the child runs, so output larger than a pipe buffer (the
+/// graph of a big Dockerfile) cannot stall it.
 fn run(args: &[&str], dir: &Path) -> Result<Output, String> {
     let mut child = rbuild()
         .args(args)
@@ -32,17 +35,44 @@ fn run(args: &[&str], dir: &Path) -> Result<Output, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            return child.wait_with_output().map_err(|e| e.to_string());
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             return Err(format!("rbuild {args:?} hung in {}", dir.display()));
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().map_err(|_| "stdout reader panicked")?,
+        stderr: stderr.join().map_err(|_| "stderr reader panicked")?,
+    })
 }
 
 fn expected() -> BTreeMap<String, Verdict> {

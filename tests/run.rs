@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{rbuild, text};
 use rbuild_cache::Store;
-use rbuild_image::local::{ImageStore, ImportOptions, import_rootfs};
+use rbuild_image::local::ImageStore;
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -98,14 +98,18 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// Imports through the real `rbuild import`, as a user would.
     fn new(changes: &[&str]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let images = ImageStore::new(Store::open(&dir.path().join("root")).unwrap());
-        let options = ImportOptions {
-            changes: changes.iter().map(|c| c.to_string()).collect(),
-            ..ImportOptions::default()
-        };
-        import_rootfs(&images, busybox_tar().as_slice(), Some("bb"), &options).unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        std::fs::write(&tar, busybox_tar()).unwrap();
+        let mut cmd = rbuild();
+        cmd.arg("--root").arg(dir.path().join("root")).arg("import");
+        for c in changes {
+            cmd.args(["--change", c]);
+        }
+        let out = cmd.arg(&tar).arg("bb").output().unwrap();
+        assert!(out.status.success(), "import: {:?}", text(&out));
         Fixture { dir }
     }
 

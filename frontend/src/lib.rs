@@ -5,6 +5,8 @@
 //! expanded with the same variables, the same image config and history come out, and a
 //! step's digest changes only when its meaning does.
 
+#[doc(hidden)]
+pub mod bench_input;
 pub mod check;
 mod dispatch;
 mod duration;

@@ -20,7 +20,20 @@ pub struct Digest(String);
 impl Digest {
     /// The sha256 digest of `bytes`.
     pub fn sha256(bytes: &[u8]) -> Digest {
-        Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+        Digest::from_sha256(Sha256::new_with_prefix(bytes))
+    }
+
+    /// The digest of everything written into `hasher`.
+    pub(crate) fn from_sha256(hasher: Sha256) -> Digest {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity("sha256:".len() + 64);
+        s.push_str("sha256:");
+        // By hand: hex::encode goes through a char iterator, a visible cost per vertex.
+        for b in hasher.finalize() {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        Digest(s)
     }
 
     /// The whole `sha256:<hex>` text.

@@ -70,8 +70,11 @@ pub fn vertex_digest(op: &Op, inputs: &[Digest]) -> Digest {
         op: &op,
         inputs,
     };
-    // Serialising plain structs, strings, integers and BTreeMaps cannot fail.
-    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+    // Sized for a typical op so the encoding is not regrown token by token (serialising
+    // into a buffer and hashing once beats feeding the hasher per token). Serialising
+    // plain structs, strings, integers and BTreeMaps cannot fail.
+    let mut bytes = Vec::with_capacity(1024);
+    let _ = serde_json::to_writer(&mut bytes, &canonical);
     Digest::sha256(&bytes)
 }
 

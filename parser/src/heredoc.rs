@@ -41,6 +41,14 @@ pub(crate) fn markers_in_line(line: &str) -> Result<Vec<(Marker, usize)>, String
 /// Parses one word as a heredoc marker (BuildKit's `ParseHeredoc`). `Ok(None)` when the
 /// word is not a marker; an error when it looks like one but cannot be lexed.
 pub(crate) fn parse_marker(word: &str) -> Result<Option<Marker>, String> {
+    // Nearly every word is not a marker: without `<<` after the digits the grammar
+    // cannot match, so skip the call.
+    if !word
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .starts_with("<<")
+    {
+        return Ok(None);
+    }
     let Some(mut pairs) = parse(Rule::heredoc_marker, word) else {
         return Ok(None);
     };

@@ -29,6 +29,15 @@ pub(crate) fn parse_string_array(text: &str) -> Result<Vec<JsonString>, JsonErro
     if !body.starts_with('[') {
         return Err(JsonError::NotJson);
     }
+    match plain_string_array(body, lead) {
+        Some(items) => Ok(items),
+        None => grammar_string_array(body, lead),
+    }
+}
+
+/// [`parse_string_array`] by the grammar, on `body` (starting at `[`, at `lead` in the
+/// caller's text).
+fn grammar_string_array(body: &str, lead: usize) -> Result<Vec<JsonString>, JsonError> {
     let mut pairs = parse(Rule::json_top, body).ok_or(JsonError::NotJson)?;
     let top = pairs.next().ok_or(JsonError::NotJson)?;
     // Go's decoder fails (and BuildKit falls back to shell form) on a number beyond
@@ -57,6 +66,58 @@ pub(crate) fn parse_string_array(text: &str) -> Result<Vec<JsonString>, JsonErro
             })
         })
         .collect()
+}
+
+/// JSON white space.
+fn is_json_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The common exec form, an array of strings without escapes (`["/bin/sh", "-c"]`), read
+/// directly: such strings are their own decoding, so the grammar would add nothing but
+/// its cost. `None` for anything else (escapes, control characters, other values,
+/// malformed text), which then goes through the grammar.
+fn plain_string_array(body: &str, lead: usize) -> Option<Vec<JsonString>> {
+    let b = body.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && is_json_ws(b[i]) {
+            i += 1;
+        }
+        i
+    };
+    let mut items = Vec::new();
+    let mut i = skip_ws(1);
+    if b.get(i) != Some(&b']') {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let open = i;
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                if b[i] == b'\\' || b[i] < 0x20 {
+                    return None;
+                }
+                i += 1;
+            }
+            if i == b.len() {
+                return None;
+            }
+            i += 1;
+            items.push(JsonString {
+                text: body[open + 1..i - 1].to_string(),
+                start: lead + open,
+                end: lead + i,
+            });
+            i = skip_ws(i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(i + 1),
+                Some(b']') => break,
+                _ => return None,
+            }
+        }
+    }
+    (skip_ws(i + 1) == b.len()).then_some(items)
 }
 
 /// Decodes a `json_string` pair. Lone or mismatched UTF-16 surrogates become U+FFFD, as in
@@ -172,6 +233,79 @@ mod tests {
         ] {
             assert_eq!(texts(s), Err(JsonError::NotStringArray), "{s}");
         }
+    }
+
+    #[test]
+    fn plain_arrays_read_directly_match_the_grammar() {
+        for s in [
+            "[]",
+            "[ ]",
+            r#"["a"]"#,
+            r#"[ "/bin/sh" ,"-c",	"echo hi" ] "#,
+            r#"["é ♥", ""]"#,
+        ] {
+            let direct = plain_string_array(s, 2).expect(s);
+            let array = parse(Rule::json_top, s)
+                .unwrap()
+                .next()
+                .unwrap()
+                .into_inner()
+                .find(|p| p.as_rule() == Rule::json_array)
+                .unwrap();
+            let grammar: Vec<JsonString> = array
+                .into_inner()
+                .map(|v| JsonString {
+                    start: 2 + v.as_span().start(),
+                    end: 2 + v.as_span().end(),
+                    text: decode_string(v),
+                })
+                .collect();
+            assert_eq!(direct, grammar, "{s}");
+        }
+        for s in [
+            r#"["a\"b"]"#,
+            r#"["a",]"#,
+            r#"["a" "b"]"#,
+            r#"["a"] x"#,
+            "[1]",
+            "[\"\t\"]",
+        ] {
+            assert_eq!(plain_string_array(s, 0), None, "{s}");
+        }
+    }
+
+    /// A deterministic stream of texts over the characters that matter to JSON arrays.
+    fn random_texts(alphabet: &[char], count: usize) -> Vec<String> {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % 16) as usize;
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_arrays_agree_with_the_grammar_on_random_text() {
+        let alphabet = ['[', ']', '"', ',', ' ', '\t', 'a', 'é', '1', '\\', '\u{1}'];
+        let mut direct = 0;
+        for mut s in random_texts(&alphabet, 20_000) {
+            s.insert(0, '[');
+            if let Some(items) = plain_string_array(&s, 0) {
+                direct += 1;
+                assert_eq!(Ok(items), grammar_string_array(&s, 0), "{s:?}");
+            }
+        }
+        // The comparison must have covered the fast path.
+        assert!(direct > 100, "{direct}");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use crate::ParseError;
 use crate::ast::{Flag, Node, NodeArgs, Span, Word};
-use crate::grammar::{Rule, parse};
 use crate::json::{JsonError, parse_string_array};
 use crate::source::{Joined, Source, trim_range};
 use crate::words::{extract_flags, split_words};
@@ -79,20 +78,8 @@ fn node_at_depth(
     let text = &ctx.line.text;
     let (start, end) = trim_range(text, start, end);
     let trimmed = &text[start..end];
-    let (kw, args_range) = match parse(Rule::instruction, trimmed).and_then(|mut p| p.next()) {
-        Some(top) => {
-            let mut kw = (start, start);
-            let mut args = (end, end);
-            for p in top.into_inner() {
-                let s = p.as_span();
-                match p.as_rule() {
-                    Rule::keyword => kw = (start + s.start(), start + s.end()),
-                    Rule::arguments => args = (start + s.start(), start + s.end()),
-                    _ => {}
-                }
-            }
-            (kw, args)
-        }
+    let (kw, args_range) = match split_instruction(trimmed) {
+        Some((k, a)) => ((start + k.0, start + k.1), (start + a.0, start + a.1)),
         None => ((start, start), (end, end)),
     };
     let keyword = ctx.word(&text[kw.0..kw.1], kw.0, kw.1);
@@ -171,6 +158,25 @@ fn node_at_depth(
         json,
         nested,
     })
+}
+
+/// Splits a trimmed instruction line into the keyword (up to the first blank) and the
+/// arguments after the first run of `[\t\v\f\r ]`, as byte ranges; `None` for an empty
+/// line. Done by hand rather than with the grammar: it runs once per instruction and a
+/// grammar call costs more than the scan itself.
+fn split_instruction(trimmed: &str) -> Option<((usize, usize), (usize, usize))> {
+    let kw_end = trimmed.find(is_hspace).unwrap_or(trimmed.len());
+    if kw_end == 0 {
+        return None;
+    }
+    let after = &trimmed[kw_end..];
+    let args_start = kw_end + (after.len() - after.trim_start_matches(is_hspace).len());
+    let args = if args_start > kw_end {
+        (args_start, trimmed.len())
+    } else {
+        (trimmed.len(), trimmed.len())
+    };
+    Some(((0, kw_end), args))
 }
 
 type Parsed = (NodeArgs, Vec<Word>);
@@ -355,7 +361,17 @@ fn health_config(
 
 #[cfg(test)]
 mod tests {
-    use super::split_hspace;
+    use super::{split_hspace, split_instruction};
+
+    #[test]
+    fn instruction_keyword_and_arguments() {
+        assert_eq!(split_instruction("RUN  a b"), Some(((0, 3), (5, 8))));
+        assert_eq!(split_instruction("RUN"), Some(((0, 3), (3, 3))));
+        assert_eq!(split_instruction("RUN\t\u{b}x"), Some(((0, 3), (5, 6))));
+        // Only BuildKit's blanks separate: a no-break space is part of the keyword.
+        assert_eq!(split_instruction("RUN\u{a0}x"), Some(((0, 6), (6, 6))));
+        assert_eq!(split_instruction(""), None);
+    }
 
     #[test]
     fn split_on_blank_runs() {

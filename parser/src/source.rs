@@ -9,9 +9,10 @@ use std::cell::Cell;
 pub(crate) struct Source<'a> {
     pub text: &'a str,
     line_starts: Vec<usize>,
-    /// The last `(offset, column)` computed: positions are mostly asked for in increasing
-    /// order, so counting characters from there keeps long lines linear.
-    last: Cell<(usize, usize)>,
+    /// The last `(offset, column, line)` computed: positions are mostly asked for in
+    /// increasing order, so counting characters from there keeps long lines linear, and
+    /// the line is usually the same one.
+    last: Cell<(usize, usize, usize)>,
 }
 
 impl<'a> Source<'a> {
@@ -21,23 +22,33 @@ impl<'a> Source<'a> {
         Source {
             text,
             line_starts,
-            last: Cell::new((0, 1)),
+            last: Cell::new((0, 1, 1)),
         }
     }
 
     /// 1-based line and character column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let (last_off, last_col, last_line) = self.last.get();
+        // Usually on the line of the last position asked for: no search then.
+        let on_last_line = self.line_starts[last_line - 1] <= offset
+            && self
+                .line_starts
+                .get(last_line)
+                .is_none_or(|&next| offset < next);
+        let line = if on_last_line {
+            last_line
+        } else {
+            self.line_starts.partition_point(|&s| s <= offset)
+        };
         let start = self.line_starts[line - 1];
-        let (last_off, last_col) = self.last.get();
         let (from, base) = if last_off >= start && last_off <= offset {
             (last_off, last_col)
         } else {
             (start, 1)
         };
         let col = base + self.text.get(from..offset).map_or(0, |s| s.chars().count());
-        self.last.set((offset, col));
+        self.last.set((offset, col, line));
         (line, col)
     }
 
@@ -140,6 +151,13 @@ mod tests {
         let src = Source::new("ab\nçd\n");
         assert_eq!(src.line_col(0), (1, 1));
         assert_eq!(src.line_col(3), (2, 1));
+        assert_eq!(src.line_col(5), (2, 2));
+        // Backwards, across lines, past the end.
+        assert_eq!(src.line_col(1), (1, 2));
+        assert_eq!(src.line_col(6), (2, 3));
+        assert_eq!(src.line_col(2), (1, 3));
+        assert_eq!(src.line_col(7), (3, 1));
+        assert_eq!(src.line_col(99), (3, 1));
         assert_eq!(src.line_col(5), (2, 2));
     }
 

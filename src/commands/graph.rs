@@ -32,6 +32,6 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
         GraphFormat::Dot => lowered.graph.to_dot(),
         GraphFormat::Json => serde_json::to_string_pretty(&lowered.to_json())?,
     };
-    crate::output::print_stdout(&format!("{}\n", text.trim_end()))?;
+    super::render::emit(&format!("{}\n", text.trim_end()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -274,9 +274,15 @@ impl Lowerer<'_> {
 
         let text = self.command_text(st, &cmd.ins.original, true);
         let description = self.describe(st, &format!("{text}{description_suffix}"), cmd.on_build);
+        // The history text reads the args, which then move into the op.
+        let history = format!("RUN {}", run_command_string(&args, st));
         let op = Op::Exec(ExecOp {
-            args: args.clone(),
-            env: st.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            args,
+            env: st
+                .env
+                .iter()
+                .map(|(k, v)| [k.as_str(), v].join("="))
+                .collect(),
             cwd: st.cwd.clone(),
             user: st.user.clone(),
             network,
@@ -286,7 +292,6 @@ impl Lowerer<'_> {
             proxy_env: self.proxy.clone(),
         });
         st.root = self.add(op, inputs, description, Some(st), Some(span))?;
-        let history = format!("RUN {}", run_command_string(&args, st));
         self.history_entry(st, history, true, true);
         Ok(())
     }

@@ -51,7 +51,7 @@ fn decode_all(blob: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_algorithm_roundtrips_with_correct_digests() {
-    let data = sample(3 * 1024 * 1024 + 12_345);
+    let data = sample(1024 * 1024 + 12_345);
     for c in [
         Compression::None,
         Compression::Gzip { level: 1 },
@@ -110,7 +110,7 @@ fn gzip_decompresses_with_gzip_tool() {
         eprintln!("skipping: gzip is not installed");
         return;
     };
-    let data = sample(2 * 1024 * 1024 + 99);
+    let data = sample(1024 * 1024 + 99);
     let (blob, _) = run(&data, Compression::DEFAULT_GZIP, 2);
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(&blob));
@@ -122,7 +122,7 @@ fn gzip_decompresses_with_gzip_tool() {
 
 #[test]
 fn output_does_not_depend_on_thread_count() {
-    let data = sample(2 * 1024 * 1024 + 5);
+    let data = sample(1024 * 1024 + 5);
     for c in [Compression::DEFAULT_GZIP, Compression::DEFAULT_ZSTD] {
         let (one, d1) = run(&data, c, 1);
         let (two, d2) = run(&data, c, 2);
@@ -179,7 +179,7 @@ fn corrupt_gzip_is_an_error_not_a_panic() {
 
 #[test]
 fn output_does_not_depend_on_write_sizes_or_flushes() {
-    let data = sample(1_500_000);
+    let data = sample(700_000);
     for c in [Compression::DEFAULT_GZIP, Compression::DEFAULT_ZSTD] {
         let (reference, _) = run(&data, c, 2);
         for chunk in [1_000, 512, 300_000, 1 << 21] {

@@ -119,7 +119,9 @@ impl<'a> Expander<'a> {
     }
 
     fn pass_inner(&mut self, stop: Option<char>, want_fields: bool) -> Result<Pass, ShellError> {
-        let mut text = String::new();
+        // Room for the rest of the word: expansion seldom makes it much longer, and the
+        // text then never regrows character by character.
+        let mut text = String::with_capacity(self.chars.len().saturating_sub(self.pos));
         let mut fields = Fields::default();
         let quotes = !self.lexer.skip_process_quotes;
         while let Some(ch) = self.peek() {
@@ -154,17 +156,24 @@ impl<'a> Expander<'a> {
                 continue;
             }
             self.pos += 1;
+            // Fields are only collected when asked for: most words are expanded whole.
             if ch == self.lexer.escape {
                 if self.raw_escapes {
-                    fields.push_raw(ch);
+                    if want_fields {
+                        fields.push_raw(ch);
+                    }
                     text.push(ch);
                 }
                 // A lone escape at the end of the word is dropped.
                 let Some(escaped) = self.next() else { break };
-                fields.push_raw(escaped);
+                if want_fields {
+                    fields.push_raw(escaped);
+                }
                 text.push(escaped);
             } else {
-                fields.push(ch);
+                if want_fields {
+                    fields.push(ch);
+                }
                 text.push(ch);
             }
         }

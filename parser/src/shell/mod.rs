@@ -82,8 +82,21 @@ impl Lexer {
         self.escape
     }
 
+    /// Whether `word` expands to itself: nothing in it is special (no `$`, quote, escape
+    /// character or `<`, no leading byte-order mark). Most words of a Dockerfile are.
+    fn is_plain(&self, word: &str) -> bool {
+        !word.starts_with('\u{feff}') && !word.contains(['$', '\'', '"', '<', self.escape])
+    }
+
     /// Expand one word (quotes removed, escapes processed, variables substituted).
     pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<Expanded<String>, ShellError> {
+        if self.is_plain(word) {
+            return Ok(Expanded {
+                value: word.to_string(),
+                matched: BTreeSet::new(),
+                unmatched: BTreeSet::new(),
+            });
+        }
         let mut expander = Expander::new(self, env, word);
         let pass = expander.run(false)?;
         Ok(Expanded {
@@ -99,6 +112,13 @@ impl Lexer {
         word: &str,
         env: &dyn Env,
     ) -> Result<Expanded<Vec<String>>, ShellError> {
+        if self.is_plain(word) {
+            return Ok(Expanded {
+                value: word.split_whitespace().map(str::to_string).collect(),
+                matched: BTreeSet::new(),
+                unmatched: BTreeSet::new(),
+            });
+        }
         let mut expander = Expander::new(self, env, word);
         let pass = expander.run(true)?;
         Ok(Expanded {

@@ -1,0 +1,42 @@
+//! `rbuild push`: upload a stored image (blobs the registry lacks, then the manifest by
+//! tag) and print the digest line `docker push` ends with.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use rbuild_image::registry::{BlobPush, Reference};
+
+use crate::cli::PushArgs;
+
+pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(&args.name)?;
+    let client = super::registry::client(super::registry::config(&args.registry)?)?;
+    let store = super::store::open(root)?;
+    let image = store.resolve(&args.name)?;
+    outln!("The push refers to repository [{}]", reference.name());
+    let content = Arc::new(store.store().content().clone());
+    let result = super::registry::runtime()?.block_on(client.push_image(
+        &reference,
+        &image.manifest_digest,
+        &content,
+        None,
+    ))?;
+    // Layers top first with how each got there, as docker prints them.
+    for layer in image.manifest.layers.iter().rev() {
+        let how = result
+            .blobs
+            .iter()
+            .find(|(d, _)| *d == layer.digest)
+            .map(|(_, how)| *how);
+        let status = match how {
+            Some(BlobPush::Exists) => "Layer already exists",
+            Some(BlobPush::Mounted) => "Mounted",
+            Some(BlobPush::Uploaded | BlobPush::Chunked(_)) => "Pushed",
+            None => continue,
+        };
+        outln!("{}: {status}", &layer.digest.hex()[..12]);
+    }
+    outln!("{result}");
+    Ok(ExitCode::SUCCESS)
+}
