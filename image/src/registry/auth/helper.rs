@@ -122,13 +122,25 @@ fn run(
         program: program.to_string_lossy().into_owned(),
         source,
     };
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
+        .stderr(Stdio::piped());
+    // ETXTBSY: a helper that was just written (or is being updated) can still be open for
+    // writing in a process that another thread forked and that has not exec'd yet. That
+    // lasts microseconds, so a few short retries are enough.
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => break other.map_err(spawn_err)?,
+        }
+    };
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading its input closes the pipe; its exit status
         // is what tells us whether it worked.
