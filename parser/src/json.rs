@@ -274,30 +274,11 @@ mod tests {
         }
     }
 
-    /// A deterministic stream of texts over the characters that matter to JSON arrays.
-    fn random_texts(alphabet: &[char], count: usize) -> Vec<String> {
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        (0..count)
-            .map(|_| {
-                let len = (next() % 16) as usize;
-                (0..len)
-                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                    .collect()
-            })
-            .collect()
-    }
-
     #[test]
     fn plain_arrays_agree_with_the_grammar_on_random_text() {
         let alphabet = ['[', ']', '"', ',', ' ', '\t', 'a', 'é', '1', '\\', '\u{1}'];
         let mut direct = 0;
-        for mut s in random_texts(&alphabet, 20_000) {
+        for mut s in crate::test_texts::random_texts(&alphabet, 0x9e37_79b9_7f4a_7c15, 20_000) {
             s.insert(0, '[');
             if let Some(items) = plain_string_array(&s, 0) {
                 direct += 1;

@@ -30,6 +30,8 @@ mod lines;
 mod nodes;
 pub mod shell;
 mod source;
+#[cfg(test)]
+mod test_texts;
 mod words;
 
 pub use instructions::parse_duration;

@@ -254,30 +254,12 @@ mod tests {
         assert_eq!(plain_flags("--a=x` y", '`'), None);
     }
 
-    /// A deterministic stream of texts over the characters that matter to flags and words.
-    fn random_texts(count: usize) -> Vec<String> {
-        let alphabet = ['-', '-', '=', 'a', '"', '\'', ' ', '\t', '\u{a0}', 'é', '`'];
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        (0..count)
-            .map(|_| {
-                let len = (next() % 16) as usize;
-                (0..len)
-                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                    .collect()
-            })
-            .collect()
-    }
-
     #[test]
     fn fast_paths_agree_with_the_grammar_on_random_text() {
         let (mut flags, mut words) = (0, 0);
-        for text in random_texts(20_000) {
+        // The characters that matter to flags and words.
+        let alphabet = ['-', '-', '=', 'a', '"', '\'', ' ', '\t', '\u{a0}', 'é', '`'];
+        for text in crate::test_texts::random_texts(&alphabet, 0x2545_f491_4f6c_dd1d, 20_000) {
             // With `\` as escape character the texts have none; with a backtick many do.
             for esc in ['\\', '`'] {
                 if let Some(plain) = plain_flags(&text, esc) {
