@@ -32,19 +32,31 @@ fn command_line(st: &StageState, line: &CommandLine) -> Vec<String> {
 }
 
 impl Lowerer<'_> {
+    /// Expands the keys and values of ENV/LABEL pairs, every pair with the variables from
+    /// before the instruction.
+    fn expand_pairs(
+        &mut self,
+        st: &StageState,
+        kvs: &[KeyValue],
+        span: Span,
+    ) -> Result<Vec<(String, String)>, FrontendError> {
+        kvs.iter()
+            .map(|kv| {
+                Ok((
+                    self.expand(st, &kv.key.text, span)?,
+                    self.expand(st, &kv.value.text, span)?,
+                ))
+            })
+            .collect()
+    }
+
     pub(super) fn dispatch_env(
         &mut self,
         st: &mut StageState,
         kvs: &[KeyValue],
         span: Span,
     ) -> Result<(), FrontendError> {
-        // Every pair is expanded with the variables from before the instruction.
-        let mut pairs = Vec::with_capacity(kvs.len());
-        for kv in kvs {
-            let key = self.expand(st, &kv.key.text, span)?;
-            let value = self.expand(st, &kv.value.text, span)?;
-            pairs.push((key, value));
-        }
+        let pairs = self.expand_pairs(st, kvs, span)?;
         let mut message = String::from("ENV");
         for (k, v) in pairs {
             message.push_str(&format!(" {k}={v}"));
@@ -61,12 +73,7 @@ impl Lowerer<'_> {
         kvs: &[KeyValue],
         span: Span,
     ) -> Result<(), FrontendError> {
-        let mut pairs = Vec::with_capacity(kvs.len());
-        for kv in kvs {
-            let key = self.expand(st, &kv.key.text, span)?;
-            let value = self.expand(st, &kv.value.text, span)?;
-            pairs.push((key, value));
-        }
+        let pairs = self.expand_pairs(st, kvs, span)?;
         let mut message = String::from("LABEL");
         for (k, v) in pairs {
             message.push_str(&format!(" {k}={v}"));
