@@ -49,6 +49,7 @@
 //! ```
 
 mod blocking;
+pub mod build;
 mod cache;
 mod cancel;
 pub mod context;
