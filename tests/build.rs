@@ -261,3 +261,56 @@ RUN cat /dir/b.txt > /from-b
     assert_eq!(count(&fresh, "run_executed"), 2, "{fresh}");
     assert_eq!(count(&fresh, "cached"), 0, "{fresh}");
 }
+
+#[test]
+fn sigterm_cancels_the_running_step_and_tags_nothing() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let root = root();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN echo before > /before\nRUN sleep 60\n",
+    )]);
+    let mut child = root
+        .cmd(&["build", "-t", "slow", ctx.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("RUN sleep 60") {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("RUN sleep 60")),
+        "the sleep never started: {seen:?}"
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(all.contains("build cancelled"), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+    assert!(!root.run(&["inspect", "slow"]).status.success());
+
+    // The store is consistent: the step before the cancelled one is reused.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN echo before > /before\nRUN echo quick\n",
+    )
+    .unwrap();
+    let report = build(&root, ctx.path(), &["-t", "slow"]);
+    assert_eq!(count(&report, "run_executed"), 1, "{report}");
+    assert_eq!(run(&root, &["slow", "cat", "/before"]), "before\n");
+}
