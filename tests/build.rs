@@ -314,3 +314,35 @@ fn sigterm_cancels_the_running_step_and_tags_nothing() {
     assert_eq!(count(&report, "run_executed"), 1, "{report}");
     assert_eq!(run(&root, &["slow", "cat", "/before"]), "before\n");
 }
+
+#[test]
+fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
+    use rbuild_image::registry::testing::TestRegistry;
+    let registry = TestRegistry::start().expect("registry fixture");
+    let base = format!("{}/base:latest", registry.host());
+    let src = root();
+    src.ok(&["tag", "busybox", &base]);
+    src.ok(&["push", &base]);
+
+    let dst = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN (cat /marker 2>/dev/null || echo none) > /seen\n"),
+    )]);
+    build(&dst, ctx.path(), &["-t", "app"]);
+    assert_eq!(run(&dst, &["app", "cat", "/seen"]), "none\n");
+
+    // A new image under the same tag.
+    let v2 = context(&[("Dockerfile", "FROM busybox\nRUN echo v2 > /marker\n")]);
+    build(&src, v2.path(), &["-t", &base]);
+    src.ok(&["push", &base]);
+
+    // Without --pull the stored base is used (and the step is cached)...
+    let report = build(&dst, ctx.path(), &["-t", "app"]);
+    assert_eq!(count(&report, "run_executed"), 0, "{report}");
+    assert_eq!(run(&dst, &["app", "cat", "/seen"]), "none\n");
+    // ...with --pull the tag is asked again and the new base makes a new step.
+    let report = build(&dst, ctx.path(), &["-t", "app", "--pull"]);
+    assert_eq!(count(&report, "run_executed"), 1, "{report}");
+    assert_eq!(run(&dst, &["app", "cat", "/seen"]), "v2\n");
+}
