@@ -54,6 +54,7 @@ mod cache;
 mod cancel;
 pub mod context;
 mod dag;
+pub mod fileop;
 mod load;
 mod progress;
 mod scheduler;
