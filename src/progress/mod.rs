@@ -252,14 +252,25 @@ pub fn start(
     )
 }
 
-/// [`start`] with a resolved mode, an explicit clock and the size of the terminal the
-/// `tty` view draws on.
+/// [`start`] with a resolved mode, an explicit clock and the fixed size (columns, rows)
+/// of the terminal the `tty` view draws on.
 pub fn start_with(
     mode: ProgressMode,
     steps: Vec<(Digest, StepInfo)>,
     out: Box<dyn Write + Send>,
     clock: Arc<dyn Clock>,
-    (width, height): (u16, u16),
+    size: (u16, u16),
+) -> io::Result<Progress> {
+    start_inner(mode, steps, out, clock, size, None)
+}
+
+fn start_inner(
+    mode: ProgressMode,
+    steps: Vec<(Digest, StepInfo)>,
+    out: Box<dyn Write + Send>,
+    clock: Arc<dyn Clock>,
+    size: (u16, u16),
+    probe: Option<tty::Probe>,
 ) -> io::Result<Progress> {
     let model = Model::new(steps);
     let renderer: Box<dyn Renderer> = match mode {
@@ -276,9 +287,7 @@ pub fn start_with(
             Box::new(json::RawJson::new(model, Box::new(io::BufWriter::new(out))))
         }
         // `start` resolves `auto`; a caller of `start_with` that did not gets the tree.
-        ProgressMode::Tty | ProgressMode::Auto => {
-            Box::new(tty::Tty::new(model, out, width, height))
-        }
+        ProgressMode::Tty | ProgressMode::Auto => Box::new(tty::Tty::new(model, out, size, probe)),
     };
     let (tx, rx) = mpsc::channel();
     let thread_clock = Arc::clone(&clock);
@@ -300,15 +309,22 @@ fn render_loop(
     clock: &dyn Clock,
 ) -> io::Result<()> {
     let interval = renderer.tick_interval();
+    let mut drawn = clock.elapsed();
     loop {
         let next = match interval {
-            Some(every) => rx.recv_timeout(every),
+            // Wait only for what is left of the period: a steady stream of events must
+            // not hold back redraws.
+            Some(every) => {
+                let since = clock.elapsed().saturating_sub(drawn);
+                rx.recv_timeout(every.saturating_sub(since))
+            }
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let mut control = match next {
             Ok(c) => c,
             Err(RecvTimeoutError::Timeout) => {
-                renderer.tick(clock.elapsed())?;
+                drawn = clock.elapsed();
+                renderer.tick(drawn)?;
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => Control::Finish(false),
@@ -324,6 +340,13 @@ fn render_loop(
             }
         }
         renderer.flush()?;
+        if let Some(every) = interval {
+            let now = clock.elapsed();
+            if now.saturating_sub(drawn) >= every {
+                drawn = now;
+                renderer.tick(now)?;
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -141,18 +142,45 @@ fn printable(s: &str) -> String {
     out
 }
 
+/// Columns and rows, shared by the renderer (which may re-read them from the terminal)
+/// and the draw target.
+#[derive(Debug)]
+pub struct Size {
+    cols: AtomicU16,
+    rows: AtomicU16,
+}
+
+impl Size {
+    fn new((cols, rows): (u16, u16)) -> Size {
+        Size {
+            cols: AtomicU16::new(cols.max(1)),
+            rows: AtomicU16::new(rows.max(1)),
+        }
+    }
+
+    fn set(&self, (cols, rows): (u16, u16)) {
+        self.cols.store(cols.max(1), Ordering::Relaxed);
+        self.rows.store(rows.max(1), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u16, u16) {
+        (
+            self.cols.load(Ordering::Relaxed),
+            self.rows.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A terminal reached through a plain writer with ANSI cursor sequences.
 pub struct WriterTerm {
     out: Arc<Mutex<Box<dyn Write + Send>>>,
-    width: u16,
-    height: u16,
+    size: Arc<Size>,
 }
 
 impl fmt::Debug for WriterTerm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriterTerm")
-            .field("width", &self.width)
-            .field("height", &self.height)
+            .field("size", &self.size)
             .finish()
     }
 }
@@ -175,10 +203,10 @@ impl WriterTerm {
 
 impl TermLike for WriterTerm {
     fn width(&self) -> u16 {
-        self.width
+        self.size.get().0
     }
     fn height(&self) -> u16 {
-        self.height
+        self.size.get().1
     }
     fn move_cursor_up(&self, n: usize) -> io::Result<()> {
         self.csi(n, 'A')
@@ -207,22 +235,32 @@ impl TermLike for WriterTerm {
     }
 }
 
+/// Reads the terminal's current size.
+pub type Probe = fn() -> Option<(u16, u16)>;
+
 pub struct Tty {
     model: Model,
     out: Arc<Mutex<Box<dyn Write + Send>>>,
     bar: ProgressBar,
-    width: u16,
-    height: u16,
+    size: Arc<Size>,
+    probe: Option<Probe>,
 }
 
 impl Tty {
-    /// A live view `width` × `height` cells drawn on `out`.
-    pub fn new(model: Model, out: Box<dyn Write + Send>, width: u16, height: u16) -> Tty {
-        let out = Arc::new(Mutex::new(out));
+    /// A live view of `size` (columns, rows) drawn on `out`; with `probe`, the size is
+    /// re-read before every redraw so that a resized terminal is followed.
+    pub fn new(
+        model: Model,
+        out: Box<dyn Write + Send>,
+        size: (u16, u16),
+        probe: Option<Probe>,
+    ) -> Tty {
+        let out: Arc<Mutex<Box<dyn Write + Send>>> =
+            Arc::new(Mutex::new(Box::new(io::BufWriter::new(out))));
+        let size = Arc::new(Size::new(size));
         let term = WriterTerm {
             out: Arc::clone(&out),
-            width,
-            height,
+            size: Arc::clone(&size),
         };
         // The renderer thread paces redraws (`TICK`), so indicatif draws every message.
         let bar =
@@ -235,14 +273,18 @@ impl Tty {
             model,
             out,
             bar,
-            width,
-            height,
+            size,
+            probe,
         }
     }
 
     fn draw(&self, now: Duration) {
-        let limit = usize::from(self.height.saturating_sub(1)).max(2);
-        let lines = frame(&self.model, now, usize::from(self.width), None, Some(limit));
+        if let Some(size) = self.probe.and_then(|probe| probe()) {
+            self.size.set(size);
+        }
+        let (cols, rows) = self.size.get();
+        let limit = usize::from(rows.saturating_sub(1)).max(2);
+        let lines = frame(&self.model, now, usize::from(cols), None, Some(limit));
         self.bar.set_message(lines.join("\n"));
     }
 }
@@ -269,7 +311,13 @@ impl Renderer for Tty {
     fn finish(&mut self, now: Duration, ok: bool) -> io::Result<()> {
         self.model.cancel_running(now);
         self.bar.finish_and_clear();
-        let lines = frame(&self.model, now, usize::from(self.width), Some(ok), None);
+        let lines = frame(
+            &self.model,
+            now,
+            usize::from(self.size.get().0),
+            Some(ok),
+            None,
+        );
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         for line in lines {
             writeln!(out, "{line}")?;
@@ -429,7 +477,7 @@ mod tests {
     fn indicatif_draws_in_place_then_leaves_the_summary() {
         let (m, _, _, _) = model();
         let buf = Shared::default();
-        let mut tty = Tty::new(m, Box::new(buf.clone()), 50, 20);
+        let mut tty = Tty::new(m, Box::new(buf.clone()), (50, 20), None);
         tty.tick(Duration::from_millis(400)).unwrap();
         tty.tick(Duration::from_millis(500)).unwrap();
         tty.finish(Duration::from_millis(600), true).unwrap();
