@@ -54,6 +54,8 @@ pub trait ProgressSink<K>: Send + Sync {
     fn vertex_failed(&self, _key: &K, _error: &str) {}
     /// Bytes handled so far by the running vertex (a context transfer, a layer being
     /// written), out of `total` when known. Only between `vertex_started` and its end.
+    /// Every call is an event for the renderer: report coarsely (every few hundred KiB,
+    /// and once at the end), not per buffer.
     fn vertex_progress(&self, _key: &K, _current: u64, _total: Option<u64>) {}
 }
 
@@ -85,6 +87,7 @@ pub trait TaskSink: Send + Sync {
     /// `name` is what a user reads, e.g. `exporting layers` or
     /// `resolve image config for docker.io/library/busybox:latest`.
     fn task_started(&self, _id: TaskId, _name: &str) {}
+    /// Absolute bytes done; as coarse as [`ProgressSink::vertex_progress`].
     fn task_progress(&self, _id: TaskId, _current: u64, _total: Option<u64>) {}
     fn task_log(&self, _id: TaskId, _stream: LogStream, _bytes: &[u8]) {}
     fn task_done(&self, _id: TaskId) {}

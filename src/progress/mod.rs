@@ -7,6 +7,23 @@
 //!
 //! `--progress auto` (the default) reads `RBUILD_PROGRESS` (`tty`, `plain`, `rawjson`,
 //! `quiet`) and otherwise picks `tty` when stderr is a terminal and `plain` when not.
+//!
+//! A build wires it like this (steps in graph order, so `tty` knows the total):
+//!
+//! ```text
+//! let steps = graph.vertices().iter()
+//!     .map(|v| (v.digest.clone(), StepInfo::from(("Dockerfile", &v.meta))))
+//!     .collect();
+//! let progress = progress::start(args.progress, steps, Box::new(io::stderr()))?;
+//! let solver = Solver::new(exec).with_progress(progress.sink());
+//! let solved = runtime.block_on(solver.solve(&dag, &targets));
+//! let export = progress.task("exporting layers");   // export.progress(done, Some(total))
+//! …
+//! progress.finish(result.is_ok())?;                    // before printing the error
+//! ```
+//!
+//! Nothing else may write to stderr between `start` and `finish` in `tty` mode: the live
+//! tree is redrawn in place.
 
 mod json;
 mod model;
