@@ -428,3 +428,58 @@ fn step_info_comes_from_the_graph() {
         }
     );
 }
+
+#[test]
+fn concurrent_steps_never_split_a_line() {
+    let clock = Arc::new(FakeClock::default());
+    let out = Shared::default();
+    let progress = start_with(
+        ProgressMode::Plain,
+        steps(),
+        Box::new(out.clone()),
+        clock,
+        (60, 20),
+    )
+    .unwrap();
+    let writers: Vec<_> = [2u8, 3]
+        .into_iter()
+        .map(|n| {
+            let sink = progress.sink();
+            std::thread::spawn(move || {
+                let key = digest(n);
+                sink.vertex_started(&key);
+                let text: String = (0..200).map(|i| format!("step {n} line {i}\n")).collect();
+                // Chunks of 1..=7 bytes, so nearly every chunk ends mid-line.
+                let mut rest = text.as_bytes();
+                let mut size = 1;
+                while !rest.is_empty() {
+                    let (chunk, tail) = rest.split_at(size.min(rest.len()));
+                    sink.vertex_log(&key, LogStream::Stdout, chunk);
+                    rest = tail;
+                    size = size % 7 + 1;
+                }
+                sink.vertex_done(&key, Duration::from_millis(1));
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    progress.finish(true).unwrap();
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    // Which step got which number depends on the threads: read it from the headers.
+    for (n, name) in [(2, "[build 1/2] RUN make"), (3, "[test 1/1] RUN make test")] {
+        let header = text
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("no header for {name}:\n{text}"));
+        let number = header.split(' ').next().unwrap();
+        let prefix = format!("{number} 0.000 ");
+        let got: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .collect();
+        let want: Vec<String> = (0..200).map(|i| format!("step {n} line {i}")).collect();
+        assert_eq!(got, want, "{text}");
+    }
+}
