@@ -319,6 +319,35 @@ fn local_output_is_the_final_filesystem_and_matches_umoci() {
     merged.remove("keep.txt");
     merged.remove("gone");
     assert_eq!(merged, local);
+
+    // A symlink to an empty directory is followed, and stays a symlink.
+    let target = dir.path().join("target");
+    fs::create_dir(&target).unwrap();
+    let via = dir.path().join("via");
+    std::os::unix::fs::symlink(&target, &via).unwrap();
+    export(
+        &store,
+        &manifest,
+        &format!("type=local,dest={}", via.display()),
+    );
+    assert!(fs::symlink_metadata(&via).unwrap().file_type().is_symlink());
+    assert_eq!(tree(&target), local);
+    assert_eq!(
+        fs::read_dir(&target).unwrap().count(),
+        local.keys().filter(|k| !k.contains('/')).count()
+    );
+
+    // A file is not a directory.
+    let file = dir.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let spec = OutputSpec::parse("type=local,dest=placeholder").unwrap();
+    let spec = OutputSpec {
+        kind: rbuild_image::export::OutputKind::Local(file.clone()),
+        ..spec
+    };
+    let err = Exporter::new(&store).export(&manifest, &spec).unwrap_err();
+    assert!(matches!(err, OutputError::NotADirectory(_)), "{err}");
+    assert_eq!(fs::read(&file).unwrap(), b"x");
 }
 
 #[test]
@@ -672,6 +701,9 @@ fn docker_archives_load_and_run_in_docker() {
     }
 }
 
+/// The engine may spawn a push on its runtime.
+fn assert_send<T: Send>(_: &T) {}
+
 #[test]
 fn push_to_a_registry_and_skopeo_reads_it() {
     let (_dir, store) = new_store();
@@ -688,9 +720,9 @@ fn push_to_a_registry_and_skopeo_reads_it() {
     let recorder = Recorder::default();
     let spec = OutputSpec::parse(&format!("type=image,name={name},push=true")).unwrap();
     let exporter = Exporter::new(&store).progress(&recorder);
-    let report = runtime
-        .block_on(exporter.export_or_push(&client, &manifest, &spec))
-        .unwrap();
+    let push = exporter.export_or_push(&client, &manifest, &spec);
+    assert_send(&push);
+    let report = runtime.block_on(push).unwrap();
     assert_eq!(report.pushed.len(), 1);
     assert_eq!(report.pushed[0].digest, manifest);
     assert_eq!(report.names, [name.as_str()]);

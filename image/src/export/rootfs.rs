@@ -58,9 +58,17 @@ pub(crate) fn write_local(
     dest: &Path,
     progress: &dyn Progress,
 ) -> Result<(), OutputError> {
-    let existing = match fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => Some(fs::read_dir(dest).map_err(io_err(dest))?.next().is_some()),
+    // A symlink to a directory is followed (as buildx does) and merged into, never
+    // replaced: the rename would replace the link, not fill its target.
+    let is_link = fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink());
+    let existing = match fs::metadata(dest) {
+        Ok(m) if m.is_dir() => {
+            Some(is_link || fs::read_dir(dest).map_err(io_err(dest))?.next().is_some())
+        }
         Ok(_) => return Err(OutputError::NotADirectory(dest.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && is_link => {
+            return Err(OutputError::NotADirectory(dest.to_path_buf()));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err(dest)(e)),
     };

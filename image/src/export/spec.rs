@@ -10,6 +10,10 @@
 //!   image is in rbuild's store already.
 //! - A bare field right after `name=` is one more name, so `name=a:1,b:2` works unquoted.
 //! - Unknown keys are errors, not silently ignored.
+//! - Without `oci-mediatypes=`, an output keeps the media types of the stored manifest
+//!   (OCI for what rbuild builds), so its digest is the one the store shows; BuildKit's
+//!   docker exporter switches to Docker media types by default. `oci-mediatypes=false`
+//!   asks for them explicitly.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
