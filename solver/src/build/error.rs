@@ -33,7 +33,7 @@ pub enum StepError {
     #[error("invalid .dockerignore pattern")]
     Pattern(#[source] PatternError),
     #[error(transparent)]
-    File(#[from] super::file_fallback::FileOpError),
+    File(#[from] crate::fileop::FileOpError),
     #[error("{0} is not supported yet")]
     Unsupported(String),
     #[error("build context {0:?} is not known (only the main context is supported)")]

@@ -9,9 +9,9 @@ use rbuild_executor::snapshot::View;
 use rbuild_graph::{Digest, FileOp};
 
 use super::error::StepError;
-use super::file_fallback as fileop;
 use super::fs::{Fs, Layer};
 use super::ops::{Env, committed, layers_of, new_snapshot_key};
+use crate::fileop;
 use crate::scheduler::ExecContext;
 
 /// How one input is seen by the file operation.

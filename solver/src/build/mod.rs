@@ -6,14 +6,12 @@
 //! - [`store_cache`]: the cache index in the store's database; [`record`] its records.
 //! - [`image`]: base images for the front end and for `FROM` vertices.
 //! - [`export`]: layers → blobs → config, manifest and tags.
-//! - `file_fallback`: a minimal file-operation implementation until the real `fileop`
-//!   module lands.
+//! - `file`: file operations through [`crate::fileop`] on a fresh snapshot.
 
 mod error;
 mod exec;
 pub mod export;
 mod file;
-mod file_fallback;
 mod fs;
 pub mod image;
 mod ops;
@@ -35,7 +33,6 @@ use serde::Serialize;
 
 pub use error::{BuildError, StepError};
 pub use export::{ExportError, ExportOptions, Exported};
-pub use file_fallback::{FileOpError, FileSource, FileStats};
 pub use fs::{ContextDir, Fs, Layer, LayerBlob};
 pub use image::{BaseImage, BaseResolver, ImageError};
 pub use store_cache::StoreCache;
