@@ -798,6 +798,15 @@ fn iidfile_and_metadata_file() {
     .unwrap();
     let report = Exporter::new(&store).export(&manifest, &spec).unwrap();
 
+    // Without an output, the stored image under the tags.
+    let described = Exporter::new(&store)
+        .tags(&["export-test:1".into()])
+        .describe(&manifest)
+        .unwrap();
+    assert_eq!(described.manifest.digest, manifest);
+    assert_eq!(described.config, id);
+    assert_eq!(described.names, ["docker.io/library/export-test:1"]);
+
     let iid = dir.path().join("iid");
     rbuild_image::export::write_iidfile(&iid, &report).unwrap();
     assert_eq!(fs::read_to_string(&iid).unwrap(), id.to_string());

@@ -279,6 +279,13 @@ impl<'a> Exporter<'a> {
         })
     }
 
+    /// The report of the stored image under the tags, with nothing written: what
+    /// `--iidfile` and `--metadata-file` describe when a build has no `--output`.
+    pub fn describe(&self, manifest: &Digest) -> Result<ExportReport, OutputError> {
+        let names = self.names(&OutputSpec::parse("type=image")?)?;
+        self.report(manifest, names)
+    }
+
     /// Writes every output that needs no registry; `type=image` without `push` records the
     /// names in the local store.
     pub fn export(
