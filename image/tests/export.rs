@@ -351,7 +351,7 @@ fn local_output_is_the_final_filesystem_and_matches_umoci() {
 }
 
 #[test]
-fn failed_local_export_leaves_nothing_behind() {
+fn failed_exports_leave_nothing_behind() {
     let (dir, store) = new_store();
     let (manifest, _) = fixture(&store);
     let image = store.read_manifest(&manifest).unwrap();
@@ -370,6 +370,29 @@ fn failed_local_export_leaves_nothing_behind() {
         1,
         "only the store"
     );
+
+    // File outputs: nothing under the name, no temp file beside it or in the store root.
+    for output in [
+        "type=tar,dest={}/fs.tar",
+        "type=oci,dest={}/oci.tar",
+        "type=docker,dest={}/d.tar",
+    ] {
+        let output = output.replace("{}", &dir.path().display().to_string());
+        let spec = OutputSpec::parse(&output).unwrap();
+        let err = Exporter::new(&store).export(&manifest, &spec).unwrap_err();
+        assert!(!err.to_string().is_empty());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "{output}: {err}"
+        );
+        let leftovers: Vec<_> = fs::read_dir(store.store().root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".export-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
 }
 
 /// Entries of a tar: name → (type, mode, uid, gid, size, link target).
@@ -612,6 +635,16 @@ fn recompression_keeps_diff_ids_and_is_remembered() {
         assert_eq!(phases[0].0, "converting layers");
         assert!(*recorder.bytes.lock().unwrap() > 0);
     }
+
+    // Docker media types have no zstd layer type.
+    let spec = OutputSpec::parse(&format!(
+        "type=docker,dest={}/bad.tar,compression=zstd,oci-mediatypes=false",
+        dir.path().display()
+    ))
+    .unwrap();
+    let err = Exporter::new(&store).export(&manifest, &spec).unwrap_err();
+    assert!(matches!(err, OutputError::ZstdDockerMediaTypes), "{err}");
+    assert!(!dir.path().join("bad.tar").exists());
 
     // Without force, gzip layers asked for as gzip stay as they are.
     let same = export(
