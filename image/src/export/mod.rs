@@ -33,12 +33,13 @@ use std::path::{Path, PathBuf};
 
 use rbuild_cache::{ContentError, Digest, StoreError};
 
+pub use crate::layout::Flavor;
 pub use metadata::{metadata_json, write_iidfile, write_metadata_file};
 pub use spec::{CompressionKind, Destination, OutputKind, OutputSpec, ParseError};
 
 use crate::compress::CompressError;
 use crate::layer::{ApplyError, DiffError};
-use crate::layout::{ExportError, Flavor, image_for, write_dir_with, write_tar_with};
+use crate::layout::{ExportError, ExportImage, image_for, plan, write_dir_with, write_tar_with};
 use crate::local::{ImageStore, LocalError, NewImage, normalize_tag};
 use crate::oci::Descriptor;
 use crate::registry::{PushResult, ReferenceError, RegistryError};
@@ -66,6 +67,8 @@ pub enum OutputError {
     Stdout(#[source] io::Error),
     #[error("refusing to write a {0} output to a terminal: give dest= or redirect stdout")]
     Terminal(&'static str),
+    #[error("type=tar writes a file, not the directory {0}")]
+    TarToDir(PathBuf),
     #[error("destination {0} is not a directory")]
     NotADirectory(PathBuf),
     #[error("cannot apply layer {layer}")]
@@ -314,29 +317,17 @@ impl<'a> Exporter<'a> {
                     + images[0].config.size
                     + images[0].manifest.size;
                 progress.start(&format!("writing {}", spec.kind.name()), Some(total));
-                let report = |n: u64| progress.advance(n);
-                match dest {
-                    Destination::Dir(dir) => {
-                        write_dir_with(self.store, &images, flavor, dir, &report)?
-                    }
-                    Destination::File(path) => write_file(path, |w| {
-                        write_tar_with(self.store, &images, flavor, w, &report)
-                            .map_err(OutputError::from)
-                    })?,
-                    Destination::Stdout => write_stdout(spec.kind.name(), |w| {
-                        write_tar_with(self.store, &images, flavor, w, &report)
-                            .map_err(OutputError::from)
-                    })?,
-                }
+                write_layout_to(self.store, &images, flavor, dest, progress)?;
             }
             OutputKind::Local(dir) => rootfs::write_local(self.store, &exported, dir, progress)?,
             OutputKind::Tar(dest) => match dest {
                 Destination::File(path) => write_file(path, |w| {
                     rootfs::write_tar(self.store, &exported, w, progress)
                 })?,
-                Destination::Stdout | Destination::Dir(_) => write_stdout("tar", |w| {
+                Destination::Stdout => write_stdout("tar", |w| {
                     rootfs::write_tar(self.store, &exported, w, progress)
                 })?,
+                Destination::Dir(dir) => return Err(OutputError::TarToDir(dir.clone())),
             },
             OutputKind::Image { .. } => self.record(&exported, &names)?,
         }
@@ -354,6 +345,43 @@ impl<'a> Exporter<'a> {
         }])?;
         Ok(())
     }
+}
+
+/// `rbuild save`: the images `names` select (see [`crate::layout::plan`]) as one docker
+/// archive or OCI layout, to a file (atomically), a directory or stdout.
+pub fn save(
+    store: &ImageStore,
+    names: &[String],
+    flavor: Flavor,
+    dest: &Destination,
+) -> Result<(), OutputError> {
+    let images = plan(store, names)?;
+    write_layout_to(store, &images, flavor, dest, &no_progress)
+}
+
+/// Writes a layout or archive of `images` to its destination.
+fn write_layout_to(
+    store: &ImageStore,
+    images: &[ExportImage],
+    flavor: Flavor,
+    dest: &Destination,
+    progress: &dyn Progress,
+) -> Result<(), OutputError> {
+    let report = |n: u64| progress.advance(n);
+    let kind = match flavor {
+        Flavor::Oci => "oci",
+        Flavor::Docker => "docker",
+    };
+    match dest {
+        Destination::Dir(dir) => write_dir_with(store, images, flavor, dir, &report)?,
+        Destination::File(path) => write_file(path, |w| {
+            write_tar_with(store, images, flavor, w, &report).map_err(OutputError::from)
+        })?,
+        Destination::Stdout => write_stdout(kind, |w| {
+            write_tar_with(store, images, flavor, w, &report).map_err(OutputError::from)
+        })?,
+    }
+    Ok(())
 }
 
 /// Writes a file through `f` into a temp file beside `path`, then renames it into place.
