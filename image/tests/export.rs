@@ -569,20 +569,26 @@ fn oci_layouts_pass_the_oci_tools() {
     assert!(plain.join("index.json").is_file());
 }
 
-/// Records phases and bytes.
+/// Records phases with their totals and the bytes reported in each.
 #[derive(Default)]
 struct Recorder {
-    phases: Mutex<Vec<(String, Option<u64>)>>,
+    phases: Mutex<Vec<(String, Option<u64>, u64)>>,
     bytes: Mutex<u64>,
 }
 
 impl Progress for Recorder {
     fn start(&self, phase: &str, total: Option<u64>) {
-        self.phases.lock().unwrap().push((phase.to_owned(), total));
+        self.phases
+            .lock()
+            .unwrap()
+            .push((phase.to_owned(), total, 0));
     }
 
     fn advance(&self, bytes: u64) {
         *self.bytes.lock().unwrap() += bytes;
+        if let Some(last) = self.phases.lock().unwrap().last_mut() {
+            last.2 += bytes;
+        }
     }
 }
 
@@ -632,8 +638,12 @@ fn recompression_keeps_diff_ids_and_is_remembered() {
         let inspected = tool_ok("skopeo", &["inspect", &format!("oci:{}", layout.display())]);
         assert!(inspected.contains(&report.manifest.digest.to_string()));
         let phases = recorder.phases.lock().unwrap();
+        assert_eq!(phases.len(), 2, "{phases:?}");
         assert_eq!(phases[0].0, "converting layers");
-        assert!(*recorder.bytes.lock().unwrap() > 0);
+        assert!(phases[0].2 > 0, "{phases:?}");
+        // Every blob written is reported, coalesced or not.
+        assert_eq!(phases[1].0, "writing oci");
+        assert_eq!(Some(phases[1].2), phases[1].1, "{phases:?}");
     }
 
     // Docker media types have no zstd layer type.

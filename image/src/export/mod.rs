@@ -30,6 +30,7 @@ mod spec;
 
 use std::io::{self, IsTerminal as _, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rbuild_cache::{ContentError, Digest, StoreError};
 
@@ -138,6 +139,47 @@ impl<F: Fn(u64)> Progress for F {
 /// Progress that reports nothing.
 fn no_progress(_: u64) {}
 
+/// Bytes gathered before they are passed on: renderers want coarse counts, and readers
+/// report every 8 KiB chunk.
+const COALESCE: u64 = 1 << 20;
+
+/// Forwards progress in steps of at least [`COALESCE`] bytes; the rest goes out when a
+/// phase starts and when the export ends.
+struct Coalesced<'a> {
+    inner: &'a (dyn Progress + Sync),
+    pending: AtomicU64,
+}
+
+impl<'a> Coalesced<'a> {
+    fn new(inner: &'a (dyn Progress + Sync)) -> Self {
+        Coalesced {
+            inner,
+            pending: AtomicU64::new(0),
+        }
+    }
+
+    fn flush(&self) {
+        let pending = self.pending.swap(0, Ordering::Relaxed);
+        if pending > 0 {
+            self.inner.advance(pending);
+        }
+    }
+}
+
+impl Progress for Coalesced<'_> {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        self.flush();
+        self.inner.start(phase, total);
+    }
+
+    fn advance(&self, bytes: u64) {
+        let pending = self.pending.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if pending >= COALESCE {
+            self.flush();
+        }
+    }
+}
+
 /// Reports the bytes read through it.
 pub(crate) struct ProgressReader<'a, R> {
     inner: R,
@@ -205,7 +247,7 @@ pub struct ExportReport {
 pub struct Exporter<'a> {
     store: &'a ImageStore,
     tags: Vec<String>,
-    progress: &'a (dyn Progress + Sync),
+    progress: Coalesced<'a>,
 }
 
 impl std::fmt::Debug for Exporter<'_> {
@@ -221,7 +263,7 @@ impl<'a> Exporter<'a> {
         Exporter {
             store,
             tags: Vec::new(),
-            progress: &no_progress,
+            progress: Coalesced::new(&no_progress),
         }
     }
 
@@ -232,7 +274,7 @@ impl<'a> Exporter<'a> {
     }
 
     pub fn progress(mut self, progress: &'a (dyn Progress + Sync)) -> Exporter<'a> {
-        self.progress = progress;
+        self.progress = Coalesced::new(progress);
         self
     }
 
@@ -266,7 +308,7 @@ impl<'a> Exporter<'a> {
                 force: spec.force_compression,
                 oci_mediatypes: spec.oci_mediatypes,
             },
-            self.progress,
+            &self.progress,
         )
     }
 
@@ -304,7 +346,20 @@ impl<'a> Exporter<'a> {
         let _gc = self.store.store().gc_guard()?;
         let names = self.names(spec)?;
         let exported = self.prepare(manifest, spec)?;
-        let progress = self.progress;
+        let progress = &self.progress;
+        let result = self.write(&exported, &names, spec, progress);
+        progress.flush();
+        result?;
+        self.report(&exported, names)
+    }
+
+    fn write(
+        &self,
+        exported: &Digest,
+        names: &[String],
+        spec: &OutputSpec,
+        progress: &dyn Progress,
+    ) -> Result<(), OutputError> {
         match &spec.kind {
             OutputKind::Oci(dest) | OutputKind::Docker(dest) => {
                 let flavor = if matches!(spec.kind, OutputKind::Oci(_)) {
@@ -312,26 +367,26 @@ impl<'a> Exporter<'a> {
                 } else {
                     Flavor::Docker
                 };
-                let images = [image_for(self.store, &exported, &names)?];
+                let images = [image_for(self.store, exported, names)?];
                 let total = images[0].layers.iter().map(|l| l.size).sum::<u64>()
                     + images[0].config.size
                     + images[0].manifest.size;
                 progress.start(&format!("writing {}", spec.kind.name()), Some(total));
                 write_layout_to(self.store, &images, flavor, dest, progress)?;
             }
-            OutputKind::Local(dir) => rootfs::write_local(self.store, &exported, dir, progress)?,
+            OutputKind::Local(dir) => rootfs::write_local(self.store, exported, dir, progress)?,
             OutputKind::Tar(dest) => match dest {
                 Destination::File(path) => write_file(path, |w| {
-                    rootfs::write_tar(self.store, &exported, w, progress)
+                    rootfs::write_tar(self.store, exported, w, progress)
                 })?,
                 Destination::Stdout => write_stdout("tar", |w| {
-                    rootfs::write_tar(self.store, &exported, w, progress)
+                    rootfs::write_tar(self.store, exported, w, progress)
                 })?,
                 Destination::Dir(dir) => return Err(OutputError::TarToDir(dir.clone())),
             },
-            OutputKind::Image { .. } => self.record(&exported, &names)?,
+            OutputKind::Image { .. } => self.record(exported, names)?,
         }
-        self.report(&exported, names)
+        Ok(())
     }
 
     /// Tags `names` in the local store (the image, or its variant, becomes a stored image).
