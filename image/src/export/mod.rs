@@ -5,10 +5,10 @@
 //!
 //! The layouts and archives come from [`crate::layout`] (one writer for `rbuild save` and
 //! for builds); the filesystem from [`crate::layer::apply`]; pushes from
-//! [`RegistryClient::push_image`]. Outputs asking for other layer compression or media
-//! types get a variant manifest (see [`convert`]). Files are written to a temp file beside
-//! the destination and renamed into place, so a failed export leaves nothing half written
-//! under the requested name.
+//! [`crate::registry::RegistryClient::push_image`]. Outputs asking for other layer
+//! compression or media types get a variant manifest (see `convert.rs`). Files are written
+//! to a temp file beside the destination and renamed into place, so a failed export leaves
+//! nothing half written under the requested name.
 //!
 //! ```no_run
 //! # use rbuild_image::export::{Exporter, OutputSpec};
