@@ -390,3 +390,13 @@ pub(super) fn set_mtime(p: &Path, secs: i64) {
     )
     .unwrap();
 }
+
+#[test]
+fn large_file_contents_are_copied_exactly() {
+    let f = fx();
+    let data: Vec<u8> = (0..3_000_017u32).map(|i| (i % 251) as u8).collect();
+    fs::write(f.ctx.join("big"), &data).unwrap();
+    let s = f.copy(action(vec![ctx_src("/big")], "/big")).unwrap();
+    assert_eq!(s.bytes, data.len() as u64);
+    assert_eq!(fs::read(f.d("/big")).unwrap(), data);
+}
