@@ -435,3 +435,16 @@ fn fifos_and_device_nodes_are_recreated() {
         assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
     }
 }
+
+#[test]
+fn without_create_dest_path_the_parent_must_exist() {
+    let f = fx();
+    write(&f.ctx, "a", "1");
+    let mut a = action(vec![ctx_src("/a")], "/missing/a");
+    a.create_dest_path = false;
+    let err = f.copy(a.clone()).unwrap_err();
+    assert_eq!(err.to_string(), "\"/missing\": not found");
+    fs::create_dir(f.d("/missing")).unwrap();
+    f.copy(a).unwrap();
+    assert_eq!(read(&f.d("/missing/a")), "1");
+}
