@@ -346,3 +346,28 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
     assert_eq!(count(&report, "run_executed"), 1, "{report}");
     assert_eq!(run(&dst, &["app", "cat", "/seen"]), "v2\n");
 }
+
+#[test]
+fn steps_that_change_nothing_add_history_but_no_layer() {
+    let root = root();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN true\nWORKDIR /tmp\nRUN echo x > /x\nENV A=1\n",
+    )]);
+    build(&root, ctx.path(), &["-t", "thin"]);
+    let inspect: serde_json::Value = serde_json::from_str(&root.ok(&["inspect", "thin"])).unwrap();
+    let layers = inspect[0]["RootFS"]["Layers"].as_array().unwrap();
+    // The base layer and the one RUN that wrote a file.
+    assert_eq!(layers.len(), 2, "{inspect}");
+    let history = root.ok(&["history", "--no-trunc", "thin"]);
+    let line = |needle: &str| {
+        history
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in\n{history}"))
+            .to_owned()
+    };
+    assert!(line("RUN /bin/sh -c true").contains(" 0B "), "{history}");
+    assert!(!line("RUN /bin/sh -c echo x").contains(" 0B "), "{history}");
+    assert_eq!(run(&root, &["thin", "cat", "/x"]), "x\n");
+}

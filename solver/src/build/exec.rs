@@ -253,15 +253,22 @@ pub async fn run(
         });
     }
     let snap = env.snapshotter.clone();
+    let lowers: Vec<PathBuf> = parents.iter().map(|c| c.dir().to_owned()).collect();
     tokio::task::spawn_blocking(move || {
-        snap.commit(active)?;
+        let layer = snap.commit(active).map_err(StepError::Snapshot)?;
+        // Nobody knows the key yet, so the fresh layer may still be trimmed.
+        super::stubs::prune_copied_up_dirs(layer.dir(), &lowers).map_err(|source| {
+            StepError::Io {
+                path: layer.dir().to_owned(),
+                source,
+            }
+        })?;
         // Commits of volatile overlays are durable only after a sync; the cache record
         // written next must never point at a layer a crash could lose.
-        snap.sync()
+        snap.sync().map_err(StepError::Snapshot)
     })
     .await
-    .map_err(|_| StepError::Cancelled)?
-    .map_err(StepError::Snapshot)?;
+    .map_err(|_| StepError::Cancelled)??;
     let mut layers = parent_layers;
     layers.push(Layer {
         snapshot: key,

@@ -19,6 +19,7 @@ pub mod image;
 mod ops;
 pub mod record;
 mod store_cache;
+mod stubs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
