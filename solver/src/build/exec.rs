@@ -263,9 +263,8 @@ pub async fn run(
                 source,
             }
         })?;
-        // Commits of volatile overlays are durable only after a sync; the cache record
-        // written next must never point at a layer a crash could lose.
-        snap.sync().map_err(StepError::Snapshot)
+        // Durable with the next cache flush, which syncs before it records anything.
+        Ok::<(), StepError>(())
     })
     .await
     .map_err(|_| StepError::Cancelled)??;

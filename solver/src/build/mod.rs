@@ -166,12 +166,17 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         !req.no_cache,
     ));
     let solver = Solver::new(ops::OpExecutor { env: env.clone() })
-        .with_cache(cache)
+        .with_cache(cache.clone())
         .with_progress(req.progress)
         .with_jobs(req.jobs)
         .with_cancel_token(req.cancel.clone());
     let solved = solver.solve(&dag, std::slice::from_ref(&target)).await;
-    // Whatever happened, the checksums learnt so far save work next time.
+    // Whatever happened, what finished and the checksums learnt so far save work next
+    // time.
+    let flushed = {
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || cache.flush()).await
+    };
     metacache.prune_stale();
     let _ = metacache.save(&meta_dir);
     let solved = solved.map_err(|e| match e {
@@ -193,6 +198,9 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         SolveError::Dag(d) => BuildError::Graph(d),
         SolveError::Cancelled => BuildError::Cancelled,
     })?;
+    flushed
+        .map_err(|_| BuildError::Cancelled)?
+        .map_err(|e| BuildError::Cache(Box::new(e)))?;
     if req.cancel.is_cancelled() {
         return Err(BuildError::Cancelled);
     }
