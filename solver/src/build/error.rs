@@ -34,6 +34,8 @@ pub enum StepError {
     Pattern(#[source] PatternError),
     #[error(transparent)]
     File(#[from] super::file_fallback::FileOpError),
+    #[error(transparent)]
+    Path(#[from] super::paths::PathError),
     #[error("{0} is not supported yet")]
     Unsupported(String),
     #[error("build context {0:?} is not known (only the main context is supported)")]

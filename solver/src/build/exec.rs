@@ -13,9 +13,9 @@ use rbuild_executor::{
 use rbuild_graph::{Digest, ExecOp, MountKind, NetworkMode, SecurityMode};
 
 use super::error::StepError;
-use super::file_fallback::resolve_in_root;
 use super::fs::{Fs, Layer};
 use super::ops::{Env, committed, layers_of, new_snapshot_key};
+use super::paths::resolve_in_root;
 use crate::progress::LogStream;
 use crate::scheduler::ExecContext;
 

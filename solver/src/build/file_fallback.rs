@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rbuild_graph::{CopyAction, FileOp, MkdirAction, MkfileAction};
 
@@ -19,8 +19,8 @@ use crate::cancel::CancelToken;
 use crate::context::Matcher;
 use crate::context::glob::FileGlob;
 
-/// Symlink hops allowed while resolving one path (Linux's MAXSYMLINKS).
-const MAX_HOPS: u32 = 40;
+use super::paths::components;
+pub use super::paths::resolve_in_root;
 
 /// One input of a file op, indexed like the vertex inputs.
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +43,8 @@ pub struct FileStats {
 pub enum FileOpError {
     #[error("{0:?}: not found")]
     NotFound(String),
-    #[error("too many levels of symbolic links at {0:?}")]
-    SymlinkLoop(String),
+    #[error(transparent)]
+    Path(#[from] super::paths::PathError),
     #[error("{path}")]
     Io {
         path: PathBuf,
@@ -86,54 +86,6 @@ pub fn apply(
         FileOp::Mkdir(m) => mkdir(m, dest),
         FileOp::Mkfile(m) => mkfile(m, dest),
     }
-}
-
-/// Resolves the absolute (or root-relative) `path` inside `root`, following symlinks
-/// within the root; the last component's link is followed only with `follow_last`.
-pub fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> Result<PathBuf, FileOpError> {
-    let mut todo: Vec<OsString> = components(Path::new(path));
-    todo.reverse();
-    let mut done: Vec<OsString> = Vec::new();
-    let mut hops = 0;
-    while let Some(name) = todo.pop() {
-        if name == ".." {
-            done.pop();
-            continue;
-        }
-        let mut candidate = root.to_path_buf();
-        candidate.extend(&done);
-        candidate.push(&name);
-        let is_last = todo.is_empty();
-        match fs::symlink_metadata(&candidate) {
-            Ok(m) if m.file_type().is_symlink() && (!is_last || follow_last) => {
-                hops += 1;
-                if hops > MAX_HOPS {
-                    return Err(FileOpError::SymlinkLoop(path.to_owned()));
-                }
-                let target = fs::read_link(&candidate).map_err(io_err(&candidate))?;
-                if target.is_absolute() {
-                    done.clear();
-                }
-                let mut parts = components(&target);
-                parts.reverse();
-                todo.extend(parts);
-            }
-            _ => done.push(name),
-        }
-    }
-    let mut out = root.to_path_buf();
-    out.extend(&done);
-    Ok(out)
-}
-
-fn components(p: &Path) -> Vec<OsString> {
-    p.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect()
 }
 
 fn has_wildcards(s: &str) -> bool {

@@ -17,6 +17,7 @@ mod file_fallback;
 mod fs;
 pub mod image;
 mod ops;
+mod paths;
 pub mod record;
 mod store_cache;
 mod stubs;
@@ -36,7 +37,6 @@ use serde::Serialize;
 
 pub use error::{BuildError, StepError};
 pub use export::{ExportError, ExportOptions, Exported};
-pub use file_fallback::{FileOpError, FileSource, FileStats};
 pub use fs::{ContextDir, Fs, Layer, LayerBlob};
 pub use image::{BaseImage, BaseResolver, ImageError};
 pub use store_cache::StoreCache;
