@@ -11,12 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rbuild_executor::Helper;
 use rbuild_frontend::{ImageResolver, Platform, ResolveError, ResolvedImage};
 use rbuild_graph::{Digest, Graph, Op, SourceOp};
 use rbuild_image::compress::Compression;
 use rbuild_parser::ast::Span;
-use rbuild_solver::build::{BaseResolver, BuildError, BuildRequest};
+use rbuild_solver::build::{BaseResolver, BuildError, BuildRequest, SandboxHelper};
 use rbuild_solver::context::{ignore_file_for, parse_ignore};
 use rbuild_solver::{CancelToken, LogStream, NoProgress, ProgressSink};
 
@@ -120,7 +119,7 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         compression: Compression::DEFAULT_GZIP,
         source_date_epoch,
         client: Some(client),
-        helper: Helper::current_exe(vec![OsString::from(SANDBOX_INIT)])?,
+        helper: SandboxHelper::CurrentExe(vec![OsString::from(SANDBOX_INIT)]),
         progress,
         cancel: cancel.clone(),
     };

@@ -214,16 +214,18 @@ pub async fn run(
     let run_handle = handle.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut tail = Tail::default();
-        let status = env_ptr
-            .sandbox
-            .run(&spec, &run_handle, &mut |stream, data| {
-                tail.push(data);
-                let stream = match stream {
-                    Stream::Stdout => LogStream::Stdout,
-                    Stream::Stderr => LogStream::Stderr,
-                };
-                log_ctx.log(stream, data);
-            });
+        let sandbox = match env_ptr.sandbox() {
+            Ok(s) => s,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let status = sandbox.run(&spec, &run_handle, &mut |stream, data| {
+            tail.push(data);
+            let stream = match stream {
+                Stream::Stdout => LogStream::Stdout,
+                Stream::Stderr => LogStream::Stderr,
+            };
+            log_ctx.log(stream, data);
+        });
         (status, tail.finish())
     })
     .await;

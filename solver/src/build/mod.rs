@@ -6,8 +6,7 @@
 //! - [`store_cache`]: the cache index in the store's database; [`record`] its records.
 //! - [`image`]: base images for the front end and for `FROM` vertices.
 //! - [`export`]: layers → blobs → config, manifest and tags.
-//! - `file_fallback`: a minimal file-operation implementation until the real `fileop`
-//!   module lands.
+//! - `file_fallback`: minimal file operations until the real `fileop` module lands.
 
 mod error;
 mod exec;
@@ -27,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rbuild_cache::Store;
-use rbuild_executor::{Helper, Network, Sandbox};
+use rbuild_executor::{Helper, Network};
 use rbuild_graph::{Digest, Graph, ImageConfig};
 use rbuild_image::compress::Compression;
 use rbuild_image::local::ImageStore;
@@ -71,8 +70,8 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// Registry access for bases missing from the store.
     pub client: Option<RegistryClient>,
-    /// The sandbox helper (`Helper::current_exe` with the hidden init argument).
-    pub helper: Helper,
+    /// How to start sandboxes; made only when a `RUN` step executes.
+    pub helper: SandboxHelper,
     pub progress: Arc<dyn ProgressSink<Digest>>,
     pub cancel: CancelToken,
 }
@@ -86,6 +85,15 @@ impl std::fmt::Debug for BuildRequest {
             .field("jobs", &self.jobs)
             .finish_non_exhaustive()
     }
+}
+
+/// The program that becomes the sandbox init.
+#[derive(Debug)]
+pub enum SandboxHelper {
+    /// This executable, re-run with these arguments (`Helper::current_exe`).
+    CurrentExe(Vec<std::ffi::OsString>),
+    /// A helper made by the caller (taken by the first `RUN`).
+    Given(Option<Helper>),
 }
 
 /// What a build did.
@@ -152,7 +160,7 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
             .collect(),
         images: images.clone(),
         snapshotter: snapshotter.clone(),
-        sandbox: Sandbox::new(req.helper),
+        sandbox: std::sync::Mutex::new(ops::SandboxSlot::Pending(req.helper)),
         client: req.client,
         context_root: req.context.clone(),
         metacache: metacache.clone(),

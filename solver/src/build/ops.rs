@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rbuild_executor::snapshot::{Committed, Snapshotter};
-use rbuild_executor::{Network, Sandbox};
+use rbuild_executor::{Helper, Network, Sandbox};
 use rbuild_graph::{Digest, ExecOp, FileOp, MountKind, Op, SourceOp, Vertex};
 use rbuild_image::local::ImageStore;
 use rbuild_image::registry::RegistryClient;
 
+use super::SandboxHelper;
 use super::error::StepError;
 use super::fs::{Fs, Layer};
 use crate::blocking::blocking;
@@ -35,7 +36,8 @@ pub struct Env {
     pub vertices: BTreeMap<Digest, Vertex>,
     pub images: ImageStore,
     pub snapshotter: Arc<Snapshotter>,
-    pub sandbox: Sandbox,
+    /// Made on the first `RUN` (sealing the helper binary costs a copy of it).
+    pub sandbox: std::sync::Mutex<SandboxSlot>,
     pub client: Option<RegistryClient>,
     pub context_root: PathBuf,
     pub metacache: Arc<MetaCache>,
@@ -44,6 +46,13 @@ pub struct Env {
     /// Where `RUN --mount=type=cache` directories live.
     pub cache_mounts: PathBuf,
     pub counters: Counters,
+}
+
+/// The sandbox of a build, or how to make it.
+#[derive(Debug)]
+pub enum SandboxSlot {
+    Pending(SandboxHelper),
+    Ready(Arc<Sandbox>),
 }
 
 /// Implements [`Executor`] for build-graph ops.
@@ -80,6 +89,24 @@ pub fn committed(snap: &Snapshotter, layers: &[Layer]) -> Result<Vec<Committed>,
 }
 
 impl Env {
+    /// The sandbox, made on first use.
+    pub fn sandbox(&self) -> Result<Arc<Sandbox>, rbuild_executor::SandboxError> {
+        let mut slot = self.sandbox.lock().unwrap_or_else(|e| e.into_inner());
+        let helper = match &mut *slot {
+            SandboxSlot::Ready(s) => return Ok(s.clone()),
+            SandboxSlot::Pending(SandboxHelper::CurrentExe(args)) => {
+                Helper::current_exe(args.clone())?
+            }
+            SandboxSlot::Pending(SandboxHelper::Given(h)) => match h.take() {
+                Some(h) => h,
+                None => return Err(rbuild_executor::SandboxError::Cancelled),
+            },
+        };
+        let sandbox = Arc::new(Sandbox::new(helper));
+        *slot = SandboxSlot::Ready(sandbox.clone());
+        Ok(sandbox)
+    }
+
     fn vertex(&self, d: &Digest) -> Result<&Vertex, StepError> {
         self.vertices
             .get(d)
