@@ -371,3 +371,48 @@ fn steps_that_change_nothing_add_history_but_no_layer() {
     assert!(!line("RUN /bin/sh -c echo x").contains(" 0B "), "{history}");
     assert_eq!(run(&root, &["thin", "cat", "/x"]), "x\n");
 }
+
+#[test]
+fn run_mounts_bind_context_files_keyed_by_content_and_leave_nothing_behind() {
+    let root = root();
+    let dockerfile = r#"
+FROM busybox
+RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /copied
+RUN --mount=type=cache,target=/cache echo $(( $(cat /cache/n 2>/dev/null || echo 0) + 1 )) > /cache/n && cp /cache/n /count
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-listing
+"#;
+    let ctx = context(&[("Dockerfile", dockerfile), ("input.txt", "one\n")]);
+    let first = build(&root, ctx.path(), &["-t", "m:1"]);
+    assert_eq!(count(&first, "run_executed"), 3);
+    assert_eq!(
+        run(
+            &root,
+            &["m:1", "cat", "/copied", "/count", "/tmpfs-listing"]
+        ),
+        "one\n1\nx\n"
+    );
+    for gone in ["/mnt", "/cache", "/scratch"] {
+        let out = root.run(&["run", "--network", "none", "m:1", "ls", gone]);
+        assert!(!out.status.success(), "{gone} left in the image");
+    }
+
+    // The bound file is part of the key: changing it re-runs its step and the rest.
+    std::fs::write(ctx.path().join("input.txt"), "two\n").unwrap();
+    let second = build(&root, ctx.path(), &["-t", "m:2"]);
+    assert_eq!(count(&second, "run_executed"), 3, "{second}");
+    // The cache mount kept its content between builds.
+    assert_eq!(run(&root, &["m:2", "cat", "/copied", "/count"]), "two\n2\n");
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=secret,id=token cat /run/secrets/token\n",
+    )
+    .unwrap();
+    let (_, out) = try_build(&root, ctx.path(), &["-t", "m:3"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("type=secret is not supported yet"),
+        "{stderr}"
+    );
+}

@@ -250,3 +250,49 @@ impl Executor<Digest, Op> for OpExecutor {
         Ok(Some(CacheKey::derive(&refs, inputs)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_graph::{NetworkMode, Platform, ProxyEnv, SecurityMode};
+
+    fn exec(proxy: ProxyEnv, args: &[&str]) -> Op {
+        Op::Exec(ExecOp {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::Default,
+            security: SecurityMode::Sandbox,
+            platform: Platform::linux_amd64(),
+            mounts: vec![],
+            proxy_env: proxy,
+        })
+    }
+
+    #[test]
+    fn proxy_settings_never_enter_a_key_but_the_command_does() {
+        let plain = exec(ProxyEnv::default(), &["true"]);
+        let proxied = exec(
+            ProxyEnv {
+                http_proxy: Some("http://proxy:3128".into()),
+                ..ProxyEnv::default()
+            },
+            &["true"],
+        );
+        assert_eq!(op_bytes(&plain), op_bytes(&proxied));
+        assert_ne!(
+            op_bytes(&plain),
+            op_bytes(&exec(ProxyEnv::default(), &["false"]))
+        );
+    }
+
+    #[test]
+    fn snapshot_keys_are_unique_and_valid_names() {
+        let a = new_snapshot_key("run");
+        let b = new_snapshot_key("run");
+        assert_ne!(a, b);
+        assert!(a.starts_with("run-"));
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+    }
+}
