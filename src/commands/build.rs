@@ -10,13 +10,12 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::Context as _;
-use rbuild_executor::Helper;
 use rbuild_frontend::{ImageResolver, Platform, ResolveError, ResolvedImage};
 use rbuild_graph::{Graph, Op, SourceOp};
 use rbuild_image::compress::Compression;
 use rbuild_image::export::{ExportReport, Exporter, OutputSpec};
 use rbuild_parser::ast::Span;
-use rbuild_solver::build::{BaseResolver, BuildError, BuildRequest};
+use rbuild_solver::build::{BaseResolver, BuildError, BuildRequest, SandboxHelper};
 use rbuild_solver::context::{ignore_file_for, parse_ignore};
 use rbuild_solver::{CancelToken, Task};
 
@@ -148,7 +147,7 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         compression,
         source_date_epoch,
         client: Some(client.clone()),
-        helper: Helper::current_exe(vec![OsString::from(SANDBOX_INIT)])?,
+        helper: SandboxHelper::CurrentExe(vec![OsString::from(SANDBOX_INIT)]),
         progress: progress.sink(),
         cancel: cancel.clone(),
     };
