@@ -232,14 +232,7 @@ async fn export(
     }
     match last {
         Some(exported) => Ok(exported),
-        None => {
-            let task = progress.task(&format!("naming image {}", report.image_id));
-            let exported = Exporter::new(images)
-                .tags(tags)
-                .export(&manifest, &OutputSpec::parse("type=image")?)?;
-            task.done();
-            Ok(exported)
-        }
+        None => Ok(Exporter::new(images).tags(tags).describe(&manifest)?),
     }
 }
 
