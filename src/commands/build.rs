@@ -232,7 +232,16 @@ async fn export(
     }
     match last {
         Some(exported) => Ok(exported),
-        None => Ok(Exporter::new(images).tags(tags).describe(&manifest)?),
+        None => {
+            // The build tagged the image in the store; say so as BuildKit does.
+            progress
+                .task(&format!("writing image {}", report.image_id))
+                .done();
+            for tag in &report.tags {
+                progress.task(&format!("naming to {tag}")).done();
+            }
+            Ok(Exporter::new(images).tags(tags).describe(&manifest)?)
+        }
     }
 }
 
