@@ -15,8 +15,17 @@ use crate::spec::{DEFAULT_CAPABILITIES, DEFAULT_PATH, ExtraMount, InitSpec, Moun
 use crate::sys::{CloneFlags, Mount, MsFlags, Overlay, Sys, SysError};
 use crate::user::{self, Credentials, UserError};
 
-/// Devices bind-mounted from the host into the fresh `/dev`.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Devices of the fresh `/dev`, with their numbers: created with `mknod` (cheaper than a
+/// bind mount each), or bind-mounted from the host in a rootless user namespace, where
+/// `mknod` is not allowed.
+const DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 /// Paths hidden from the container, as Docker does (`/dev/null` over files, an empty
 /// read-only tmpfs over directories).
@@ -176,10 +185,14 @@ fn mount_dev<S: Sys>(sys: &S, root: &Path, rootless: bool) -> Result<(), Contain
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     ))?;
-    for name in DEVICES {
+    for (name, major, minor) in DEVICES {
         let target = dev.join(name);
-        touch(&target)?;
-        sys.mount(&Mount::bind(Path::new("/dev").join(name), &target, false))?;
+        if rootless {
+            touch(&target)?;
+            sys.mount(&Mount::bind(Path::new("/dev").join(name), &target, false))?;
+        } else {
+            sys.mknod_char(&target, major, minor, 0o666)?;
+        }
     }
     let pts = dev.join("pts");
     mkdir(&pts)?;
@@ -495,6 +508,9 @@ mod tests {
             Call::MountOverlay(_, t) => format!("overlay {}", t.display()),
             Call::PivotRoot(a, b) => format!("pivot_root {} {}", a.display(), b.display()),
             Call::Umount(p, d) => format!("umount {} {d}", p.display()),
+            Call::MknodChar(p, major, minor, _) => {
+                format!("mknod {} {major}:{minor}", p.display())
+            }
             Call::Chdir(p) => format!("chdir {}", p.display()),
             Call::SetHostname(h) => format!("hostname {h}"),
             Call::SetGroups(g) => format!("setgroups {g:?}"),
@@ -534,8 +550,8 @@ mod tests {
             format!("mount proc {r}/proc"),
             format!("mount tmpfs {r}/dev"),
         ];
-        for d in DEVICES {
-            want.push(format!("mount bind {r}/dev/{d}"));
+        for (d, major, minor) in DEVICES {
+            want.push(format!("mknod {r}/dev/{d} {major}:{minor}"));
         }
         want.extend([
             format!("mount devpts {r}/dev/pts"),
