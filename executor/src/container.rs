@@ -7,7 +7,7 @@
 //! groups/gid/uid → umask → cwd → every fd but stdio close-on-exec → exec.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, symlink};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use crate::rootfs::{read_in_root, resolve_in_root};
@@ -74,6 +74,8 @@ pub enum ContainerError {
     RootlessUser(String),
     #[error("empty command")]
     EmptyCommand,
+    #[error("mount at {0}: {1}")]
+    Unresolved(String, &'static str),
 }
 
 impl ContainerError {
@@ -318,6 +320,47 @@ fn extra_mount<S: Sys>(
                 volatile: true,
             };
             sys.mount_overlay(&overlay, &t)?;
+        }
+        MountKind::Secret {
+            source,
+            uid,
+            gid,
+            mode,
+        } => {
+            let t = mount_target(root, &m.target, true)?;
+            // The copy lives on a tmpfs in the sandbox's own mount namespace: never on
+            // disk, gone with the sandbox.
+            std::fs::create_dir_all(scratch).map_err(io_err("create", scratch))?;
+            sys.mount(&Mount::fs(
+                "tmpfs",
+                scratch,
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("mode=700"),
+            ))?;
+            let copy = scratch.join("secret");
+            std::fs::copy(source, &copy).map_err(io_err("read secret", source))?;
+            std::os::unix::fs::chown(&copy, Some(*uid), Some(*gid))
+                .map_err(io_err("chown secret", &copy))?;
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(*mode))
+                .map_err(io_err("chmod secret", &copy))?;
+            sys.mount(&Mount::bind(&copy, &t, false))?;
+            sys.mount(&Mount::remount_readonly(
+                &t,
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            ))?;
+        }
+        // The caller turns these into binds before the sandbox starts.
+        MountKind::Cache(_) => {
+            return Err(ContainerError::Unresolved(
+                m.target.clone(),
+                "cache not taken",
+            ));
+        }
+        MountKind::Ssh { .. } => {
+            return Err(ContainerError::Unresolved(
+                m.target.clone(),
+                "ssh agent not forwarded",
+            ));
         }
         MountKind::Tmpfs { size } => {
             let t = mount_target(root, &m.target, false)?;

@@ -34,6 +34,7 @@
 pub mod cgroup;
 pub mod container;
 mod init;
+pub mod mounts;
 pub mod rootfs;
 mod sandbox;
 pub mod snapshot;

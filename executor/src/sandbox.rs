@@ -24,8 +24,11 @@ use nix::sys::signal::Signal;
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::init::{SPEC_FD, SPEC_FD_ENV};
+use crate::mounts::{AgentProxy, CacheLease, acquire_cache};
 use crate::rootfs::resolve_in_root;
-use crate::spec::{ExtraMount, InitSpec, Message, Network, Rootfs, parse_message, write_spec};
+use crate::spec::{
+    ExtraMount, InitSpec, Message, MountKind, Network, Rootfs, parse_message, write_spec,
+};
 use crate::sys::Rlimit;
 use crate::sys::launch::{self, Pidfd};
 
@@ -41,6 +44,15 @@ pub enum SandboxError {
     Spawn(#[source] io::Error),
     #[error("write sandbox files")]
     Files(#[source] io::Error),
+    #[error(transparent)]
+    Mount(#[from] crate::mounts::MountError),
+    #[error("read secret {path} for ${name}")]
+    SecretEnv {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("sandbox setup failed: {0}")]
     Setup(String),
     #[error("{message}")]
@@ -155,6 +167,9 @@ pub struct RunSpec {
     pub limits: Limits,
     /// Pass the caller's stdin to the command (`rbuild run -i`); otherwise `/dev/null`.
     pub stdin_inherit: bool,
+    /// Secrets given to the command as environment variables (`RUN
+    /// --mount=type=secret,env=NAME`): `(NAME, host file)`, read at the start of the run.
+    pub secret_env: Vec<(String, PathBuf)>,
 }
 
 impl RunSpec {
@@ -173,6 +188,7 @@ impl RunSpec {
             timeout: None,
             stdin_inherit: false,
             limits: Limits::default(),
+            secret_env: Vec::new(),
         }
     }
 }
@@ -367,6 +383,92 @@ fn lock_rootfs(
     Ok((missing_stubs(rootfs, targets), Some(dir)))
 }
 
+/// What the caller holds while a run uses it: cache locks and agent proxies.
+type Held = (Vec<CacheLease>, Vec<AgentProxy>);
+
+/// Turns the mounts that need the caller's help into binds: cache directories taken for
+/// the run, agent proxies started in `dir`. Returns the mounts for the sandbox and what
+/// must be held until it ends.
+fn resolve_mounts(
+    mounts: &[ExtraMount],
+    dir: &Path,
+    env: &mut Vec<String>,
+) -> Result<(Vec<ExtraMount>, Held), SandboxError> {
+    let mut leases = Vec::new();
+    let mut proxies = Vec::new();
+    let mut out = Vec::with_capacity(mounts.len());
+    for (i, m) in mounts.iter().enumerate() {
+        let kind = match &m.kind {
+            MountKind::Cache(c) => {
+                let lease = acquire_cache(c)?;
+                let kind = MountKind::Bind {
+                    source: lease.dir().to_owned(),
+                    readonly: c.readonly,
+                };
+                leases.push(lease);
+                kind
+            }
+            MountKind::Ssh {
+                agent,
+                uid,
+                gid,
+                mode,
+            } => {
+                let proxy = AgentProxy::start(
+                    agent,
+                    &dir.join(format!("ssh-{i}.sock")),
+                    *uid,
+                    *gid,
+                    *mode,
+                )?;
+                if !env.iter().any(|kv| kv.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={}", m.target));
+                }
+                let kind = MountKind::Bind {
+                    source: proxy.path().to_owned(),
+                    readonly: false,
+                };
+                proxies.push(proxy);
+                kind
+            }
+            other => other.clone(),
+        };
+        out.push(ExtraMount {
+            target: m.target.clone(),
+            kind,
+        });
+    }
+    Ok((out, (leases, proxies)))
+}
+
+/// The access and modification times of the existing directories the stubs are made
+/// in: creating and removing an entry changes them, and they are put back after the
+/// run (as BuildKit does), so a directory the run did not touch looks untouched.
+fn stub_parent_times(stubs: &[PathBuf]) -> Vec<(PathBuf, std::fs::FileTimes)> {
+    let mut out: Vec<(PathBuf, std::fs::FileTimes)> = Vec::new();
+    for s in stubs {
+        let Some(parent) = s.parent() else { continue };
+        if stubs.iter().any(|x| x == parent) || out.iter().any(|(p, _)| p == parent) {
+            continue;
+        }
+        if let Ok(m) = std::fs::symlink_metadata(parent)
+            && let (Ok(a), Ok(t)) = (m.accessed(), m.modified())
+        {
+            let times = std::fs::FileTimes::new().set_accessed(a).set_modified(t);
+            out.push((parent.to_owned(), times));
+        }
+    }
+    out
+}
+
+fn restore_times(times: &[(PathBuf, std::fs::FileTimes)]) {
+    for (p, t) in times {
+        if let Ok(f) = std::fs::File::open(p) {
+            let _ = f.set_times(*t);
+        }
+    }
+}
+
 fn remove_stubs(stubs: &[PathBuf]) {
     // Files before the directories that may hold them.
     for p in stubs.iter().rev() {
@@ -412,6 +514,19 @@ impl Sandbox {
             .chain(spec.mounts.iter().map(|m| m.target.as_str()))
             .collect();
         let (stubs, _rootfs_lock) = lock_rootfs(&spec.rootfs, &targets)?;
+        let parent_times = stub_parent_times(&stubs);
+        let mut env = spec.env.clone();
+        // Held until the run ends: the cache locks and the agent proxies.
+        let (mounts, _held) = resolve_mounts(&spec.mounts, files.path(), &mut env)?;
+        for (name, path) in &spec.secret_env {
+            let value =
+                std::fs::read_to_string(path).map_err(|source| SandboxError::SecretEnv {
+                    name: name.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
+            env.push(format!("{name}={value}"));
+        }
         let scratch = files.path().join("scratch");
         // Dropped (removed) after the run, when every process in it is gone.
         let cgroup = if spec.limits.is_empty() {
@@ -422,14 +537,14 @@ impl Sandbox {
         let init = InitSpec {
             rootfs: spec.rootfs.clone(),
             argv: spec.argv.clone(),
-            env: spec.env.clone(),
+            env,
             cwd: spec.cwd.clone(),
             user: spec.user.clone(),
             hostname: spec.hostname.clone(),
             network: spec.network,
             bind_files,
             slirp4netns,
-            mounts: spec.mounts.clone(),
+            mounts,
             rootless: (!crate::sys::running_as_root()).then(crate::sys::effective_ids),
             cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
             scratch,
@@ -437,6 +552,7 @@ impl Sandbox {
         };
         let result = self.run_init(&init, spec.timeout, spec.stdin_inherit, cancel, output);
         remove_stubs(&stubs);
+        restore_times(&parent_times);
         result
     }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mounts::CacheMount;
 use crate::sys::{Capability, Overlay, Rlimit};
 
 /// Docker's default capability set (moby `oci/caps/defaults.go`); everything else is dropped.
@@ -89,6 +90,27 @@ pub enum MountKind {
     BindDiscard { source: PathBuf },
     /// A fresh tmpfs; `size` in bytes.
     Tmpfs { size: Option<u64> },
+    /// A persistent cache directory (`RUN --mount=type=cache`), taken for the run as its
+    /// sharing mode says and bind-mounted.
+    Cache(CacheMount),
+    /// A secret (`RUN --mount=type=secret`): the host file `source` is copied into a
+    /// tmpfs private to the sandbox and bound read-only at the target with `uid`, `gid`
+    /// and `mode`. Neither the copy nor the target's stub ever reach the rootfs's layer.
+    Secret {
+        source: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    /// An SSH agent (`RUN --mount=type=ssh`): a socket at the target, owned by
+    /// `uid:gid` with `mode`, that forwards to the host agent socket `agent` (usually
+    /// `$SSH_AUTH_SOCK`). The first one also sets `SSH_AUTH_SOCK` unless the env has it.
+    Ssh {
+        agent: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
 }
 
 /// A mount added inside the sandbox at `target`.
