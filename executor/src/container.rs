@@ -179,7 +179,12 @@ fn mask_paths<S: Sys>(sys: &S, root: &Path, prefix: &str) -> Result<(), Containe
     Ok(())
 }
 
-fn mount_dev<S: Sys>(sys: &S, root: &Path, rootless: bool) -> Result<(), ContainerError> {
+fn mount_dev<S: Sys>(
+    sys: &S,
+    root: &Path,
+    rootless: bool,
+    subids: bool,
+) -> Result<(), ContainerError> {
     let dev = mountpoint_dir(root, "dev")?;
     sys.mount(&Mount::fs(
         "tmpfs",
@@ -202,8 +207,8 @@ fn mount_dev<S: Sys>(sys: &S, root: &Path, rootless: bool) -> Result<(), Contain
         "devpts",
         &pts,
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        // gid 5 (tty) is not mapped in a rootless user namespace.
-        Some(if rootless {
+        // gid 5 (tty) is not mapped in a rootless user namespace without subordinate ids.
+        Some(if rootless && !subids {
             "newinstance,ptmxmode=0666,mode=0620"
         } else {
             "newinstance,ptmxmode=0666,mode=0620,gid=5"
@@ -392,7 +397,7 @@ pub fn setup_container<S: Sys>(sys: &S, spec: &InitSpec) -> Result<Credentials, 
     mount_proc(sys, root)?;
     mask_paths(sys, root, "proc/")?;
     let rootless = spec.rootless.is_some();
-    mount_dev(sys, root, rootless)?;
+    mount_dev(sys, root, rootless, spec.subids.is_some())?;
     let sys_dir = mountpoint_dir(root, "sys")?;
     let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if rootless && spec.network == Network::Host {
@@ -424,7 +429,7 @@ pub fn setup_container<S: Sys>(sys: &S, spec: &InitSpec) -> Result<Credentials, 
     let passwd = read_in_root(root, "/etc/passwd").map_err(io_err("read", root))?;
     let group = read_in_root(root, "/etc/group").map_err(io_err("read", root))?;
     let creds = user::resolve(&spec.user, passwd.as_deref(), group.as_deref())?;
-    if rootless && (creds.uid != 0 || creds.gid != 0) {
+    if rootless && spec.subids.is_none() && (creds.uid != 0 || creds.gid != 0) {
         return Err(ContainerError::RootlessUser(spec.user.clone()));
     }
 
@@ -476,8 +481,8 @@ pub fn exec_command<S: Sys>(sys: &S, spec: &InitSpec, creds: &Credentials) -> Co
         }
         sys.drop_capabilities(&DEFAULT_CAPABILITIES)?;
         sys.set_no_new_privs()?;
-        // A rootless user namespace denies setgroups (there is only one id to map).
-        if spec.rootless.is_none() {
+        // A rootless user namespace without subordinate ids denies setgroups.
+        if spec.rootless.is_none() || spec.subids.is_some() {
             sys.set_groups(&creds.additional_gids)?;
         }
         sys.set_gid(creds.gid)?;
@@ -524,6 +529,8 @@ mod tests {
             cgroup_procs: vec![],
             scratch: "/tmp/scratch".into(),
             rlimits: vec![],
+            tty: false,
+            subids: None,
         }
     }
 

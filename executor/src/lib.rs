@@ -46,6 +46,7 @@ pub use init::sandbox_init_main;
 pub use sandbox::{CancelHandle, ExitStatus, Helper, RunSpec, Sandbox, SandboxError, Stream};
 pub use spec::{
     DEFAULT_CAPABILITIES, DEFAULT_PATH, ExtraMount, InitSpec, Message, MountKind, Network, Rootfs,
+    SubIds,
 };
 
 #[cfg(test)]

@@ -170,6 +170,9 @@ pub struct RunSpec {
     /// Secrets given to the command as environment variables (`RUN
     /// --mount=type=secret,env=NAME`): `(NAME, host file)`, read at the start of the run.
     pub secret_env: Vec<(String, PathBuf)>,
+    /// Give the command a terminal (`rbuild run -t`): its output then goes straight to
+    /// the caller's stdout (a terminal, usually), not through the output callback.
+    pub tty: bool,
 }
 
 impl RunSpec {
@@ -189,6 +192,7 @@ impl RunSpec {
             stdin_inherit: false,
             limits: Limits::default(),
             secret_env: Vec::new(),
+            tty: false,
         }
     }
 }
@@ -216,6 +220,21 @@ impl CancelHandle {
         let running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
         for pidfd in running.values() {
             let _ = pidfd.signal(Signal::SIGKILL);
+        }
+    }
+
+    /// Passes `signal` (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH) on
+    /// to the command of every run using this handle, as `docker run` proxies signals:
+    /// the command may handle it (a `trap` in a shell); nothing is killed by force.
+    /// `signal` is a raw number (`libc::SIGTERM`...); one that is not a signal is ignored.
+    pub fn forward(&self, signal: i32) {
+        let Ok(signal) = Signal::try_from(signal) else {
+            return;
+        };
+        let running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        for pidfd in running.values() {
+            // The helper passes it to PID 1, which passes it to the command.
+            let _ = pidfd.signal(signal);
         }
     }
 
@@ -327,6 +346,36 @@ fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, Strin
         files.push((p, format!("/etc/{name}")));
     }
     Ok(files)
+}
+
+/// The caller's subordinate ids, when it has some and the setuid mappers are installed
+/// (Debian's `uidmap`); without them a rootless sandbox has root only.
+fn caller_subids() -> Option<crate::spec::SubIds> {
+    let (uid, _) = crate::sys::effective_ids();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid.to_string()).then(|| name.to_owned())
+    });
+    let subuid = std::fs::read_to_string("/etc/subuid").ok()?;
+    let subgid = std::fs::read_to_string("/etc/subgid").ok()?;
+    let (uid_start, uid_count, gid_start, gid_count) =
+        crate::spec::SubIds::parse(uid, name.as_deref(), &subuid, &subgid)?;
+    let find = |n: &str| {
+        find_host_program(n).or_else(|| {
+            let p = Path::new("/usr/bin").join(n);
+            p.is_file().then_some(p)
+        })
+    };
+    Some(crate::spec::SubIds {
+        uid_start,
+        uid_count,
+        gid_start,
+        gid_count,
+        newuidmap: find("newuidmap")?,
+        newgidmap: find("newgidmap")?,
+    })
 }
 
 /// Finds `name` in the caller's `PATH`.
@@ -549,6 +598,12 @@ impl Sandbox {
             cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
             scratch,
             rlimits: spec.rlimits.clone(),
+            tty: spec.tty,
+            subids: if crate::sys::running_as_root() {
+                None
+            } else {
+                caller_subids()
+            },
         };
         let result = self.run_init(&init, spec.timeout, spec.stdin_inherit, cancel, output);
         remove_stubs(&stubs);
@@ -575,8 +630,16 @@ impl Sandbox {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(if init.tty {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
+            .stderr(if init.tty {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            });
         let theirs = OwnedFd::from(theirs);
         launch::inherit_fd(&mut cmd, &theirs, SPEC_FD);
         let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;

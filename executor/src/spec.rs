@@ -146,6 +146,52 @@ pub struct InitSpec {
     /// A host directory for throwaway overlay uppers ([`MountKind::BindDiscard`]).
     pub scratch: PathBuf,
     pub rlimits: Vec<Rlimit>,
+    /// Give the command a new pseudo-terminal of the sandbox's devpts as its stdio and
+    /// controlling terminal; PID 1 relays it to and from its own stdin and stdout.
+    #[serde(default)]
+    pub tty: bool,
+    /// Rootless with subordinate ids: the ranges `newuidmap`/`newgidmap` map to ids 1
+    /// and up, so users other than root exist inside.
+    #[serde(default)]
+    pub subids: Option<SubIds>,
+}
+
+/// The caller's subordinate id ranges (`/etc/subuid`, `/etc/subgid`) and the setuid
+/// helpers that may map them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubIds {
+    pub uid_start: u32,
+    pub uid_count: u32,
+    pub gid_start: u32,
+    pub gid_count: u32,
+    pub newuidmap: PathBuf,
+    pub newgidmap: PathBuf,
+}
+
+impl SubIds {
+    /// The ranges of the user `(uid, name)` in `/etc/subuid`-style texts (`name:start:count`
+    /// or `uid:start:count` a line; the first match counts).
+    pub fn parse(
+        uid: u32,
+        name: Option<&str>,
+        subuid: &str,
+        subgid: &str,
+    ) -> Option<(u32, u32, u32, u32)> {
+        let find = |text: &str| {
+            text.lines().find_map(|l| {
+                let mut f = l.trim().split(':');
+                let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+                if who != uid.to_string() && Some(who) != name {
+                    return None;
+                }
+                let (start, count) = (start.parse().ok()?, count.parse::<u32>().ok()?);
+                (count > 0).then_some((start, count))
+            })
+        };
+        let (us, uc) = find(subuid)?;
+        let (gs, gc) = find(subgid)?;
+        Some((us, uc, gs, gc))
+    }
 }
 
 /// A report from the sandbox to the caller.
@@ -225,10 +271,24 @@ mod tests {
                 soft: 1,
                 hard: 2,
             }],
+            tty: true,
+            subids: None,
         };
         let mut buf = Vec::new();
         write_spec(&mut buf, &spec).unwrap();
         assert_eq!(read_spec(&mut buf.as_slice()).unwrap(), spec);
+    }
+
+    #[test]
+    fn subordinate_ranges_by_name_or_uid() {
+        let subuid = "other:1:2\nbob:100000:65536\n";
+        let subgid = "# c\n1000:200000:10\n";
+        assert_eq!(
+            SubIds::parse(1000, Some("bob"), subuid, subgid),
+            Some((100000, 65536, 200000, 10))
+        );
+        assert_eq!(SubIds::parse(1001, Some("eve"), subuid, subgid), None);
+        assert_eq!(SubIds::parse(1000, Some("bob"), subuid, ""), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod fake;
 pub mod launch;
 mod real;
+pub mod tty;
 
 use std::io;
 use std::path::{Path, PathBuf};
