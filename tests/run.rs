@@ -702,3 +702,84 @@ fn tty_gives_the_command_a_terminal_with_this_ones_size() {
     assert!(got.contains("/dev/pts/0\n41 101\n"), "{got:?}");
     assert!(got.contains("got typed\n"), "{got:?}");
 }
+
+/// The `Snapshots` row of `rbuild df`: `[TOTAL, ACTIVE]`.
+fn snapshot_counts(f: &Fixture) -> (String, String) {
+    let out = rbuild()
+        .arg("--root")
+        .arg(f.root())
+        .arg("df")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("Snapshots"))
+        .unwrap_or_else(|| panic!("no Snapshots row: {stdout} {stderr}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    (cols[1].to_owned(), cols[2].to_owned())
+}
+
+fn prune(f: &Fixture) -> String {
+    let out = rbuild()
+        .arg("--root")
+        .arg(f.root())
+        .args(["prune", "-f"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    text(&out).0
+}
+
+#[test]
+fn df_counts_snapshots_and_prune_frees_them_unless_a_container_runs_on_them() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&[]);
+    assert_eq!(snapshot_counts(&f), ("0".to_owned(), "0".to_owned()));
+    assert_eq!(ok(&f, &["--network", "none", "bb", "true"]), "");
+    assert_eq!(snapshot_counts(&f), ("1".to_owned(), "1".to_owned()));
+    // The image still uses its layer: nothing to prune.
+    assert!(!prune(&f).contains("Deleted snapshots"));
+    assert_eq!(f.entries("layers").len(), 1);
+
+    // A container running on the layer keeps it after the image is gone...
+    let mut child = f
+        .command(&[
+            "--network",
+            "none",
+            "bb",
+            "sh",
+            "-c",
+            "echo ready; sleep 1000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let out = rbuild()
+        .arg("--root")
+        .arg(f.root())
+        .args(["rmi", "bb"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(snapshot_counts(&f), ("1".to_owned(), "1".to_owned()));
+    assert!(!prune(&f).contains("Deleted snapshots"));
+    assert_eq!(f.entries("layers").len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // ...and once it is gone, the prune frees it.
+    assert_eq!(snapshot_counts(&f), ("1".to_owned(), "0".to_owned()));
+    let out = prune(&f);
+    assert!(out.contains("Deleted snapshots:\nsha256:"), "{out}");
+    assert!(f.entries("layers").is_empty());
+    assert_eq!(snapshot_counts(&f), ("0".to_owned(), "0".to_owned()));
+}

@@ -89,10 +89,13 @@ fn run_inner(root: Option<&Path>, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let signalled = watch_signals(&cancel)?;
     let sandbox = Sandbox::new(Helper::current_exe(vec![OsString::from(SANDBOX_INIT)])?);
     let snapshotter = unpack::open_snapshotter(&root)?;
+    // A prune waits until the container's lock lists the layers it stands on.
+    let holding = unpack::hold_snapshots(&snapshotter)?;
     let layers = unpack::unpack(&images, &snapshotter, &image)?;
     // Dropping the container (on every path out of here) removes its snapshot; one left
     // by a killed rbuild is removed by a later run.
     let container = unpack::prepare_container(&snapshotter, &layers.layers, &container_id())?;
+    drop(holding);
 
     let mut spec = RunSpec::new(container.snapshot().rootfs(), argv);
     spec.env = env;

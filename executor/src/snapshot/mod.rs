@@ -256,6 +256,47 @@ fn key_dir(key: &str) -> Result<String, SnapshotError> {
     Ok(out)
 }
 
+/// The key a [`key_dir`] name stands for.
+fn key_from_dir(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let key = String::from_utf8(out).ok()?;
+    (key_dir(&key).ok()? == name).then_some(key)
+}
+
+/// Bytes a tree takes on disk (allocated blocks, each inode once), like `du`.
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    let mut todo = vec![path.to_owned()];
+    while let Some(p) = todo.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if seen.insert((m.dev(), m.ino())) {
+            total += m.blocks() * 512;
+        }
+        if m.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&p)
+        {
+            todo.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    total
+}
+
 /// Snapshots in one store directory.
 #[derive(Debug)]
 pub struct Snapshotter {
@@ -464,6 +505,24 @@ impl Snapshotter {
         Ok(Committed { key, dir: layer })
     }
 
+    /// Every committed layer of the store, in key order.
+    pub fn list(&self) -> Result<Vec<Committed>, SnapshotError> {
+        let layers = self.root.join("layers");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&layers).map_err(io_err("list", &layers))? {
+            let e = e.map_err(io_err("list", &layers))?;
+            let name = e.file_name();
+            // Names are key_dir's output (ASCII); anything else is not ours.
+            if let Some(key) = name.to_str().and_then(key_from_dir)
+                && e.path().is_dir()
+            {
+                out.push(Committed { key, dir: e.path() });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
     /// Makes every committed layer durable: one `syncfs` of the store's filesystem.
     ///
     /// Active overlay uppers are mounted `volatile` (unmounting a synced overlay flushes
@@ -569,6 +628,15 @@ fn probe_overlay(root: &Path, volatile: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dir_names_map_back_to_keys() {
+        for key in ["sha256:ab.c_1-2", "..", ".x", "a/b,c", "run-1"] {
+            assert_eq!(key_from_dir(&key_dir(key).unwrap()).as_deref(), Some(key));
+        }
+        assert_eq!(key_from_dir("%2"), None);
+        assert_eq!(key_from_dir("a:b"), None);
+    }
 
     #[test]
     fn keys_map_to_safe_distinct_names() {
