@@ -3,9 +3,10 @@
 //!
 //! The caller may be a multi-threaded tokio process, so it never forks with a closure of
 //! its own: it spawns the helper with `std::process::Command`, whose only pre-exec work is
-//! a `dup2` of the spec socket to fd 3. The helper is exec'd from a sealed memfd copy of
-//! its binary made once per [`Helper`], so nothing running in the sandbox can write to the
-//! binary on the host through `/proc/<pid>/exe` (the runc CVE-2019-5736 class).
+//! a `dup2` of the spec socket to fd 3. The helper is exec'd through a read-only bind
+//! mount of its binary (or a sealed memfd copy) made once per [`Helper`], so nothing
+//! running in the sandbox can write to the binary on the host through `/proc/<pid>/exe`
+//! (the runc CVE-2019-5736 class).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -78,40 +79,47 @@ pub enum SandboxError {
 pub struct Helper {
     program: PathBuf,
     args: Vec<OsString>,
-    /// The sealed in-memory copy that is actually exec'd.
+    /// What is actually exec'd: the binary on a read-only mount, or a sealed copy.
     exe: OwnedFd,
 }
 
 impl Helper {
-    /// Copies `program` into a sealed memfd; later edits of the file do not affect runs.
+    /// Exec's `program` through a read-only bind mount of it (root), else from a sealed
+    /// memfd copy: either way nothing in a sandbox can write to the file.
     pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>) -> Result<Self, SandboxError> {
         let program = program.into();
-        let exe = launch::sealed_copy(&program, c"rbuild-sandbox-init").map_err(|source| {
-            SandboxError::Helper {
-                path: program.clone(),
-                source,
-            }
-        })?;
+        let exe = unwritable(&program)?;
         Ok(Self { program, args, exe })
     }
 
     /// The running binary itself (through `/proc/self/exe`, so a binary replaced on disk
-    /// since start is still the one copied), started with `args` — for the `rbuild`
+    /// since start is still the one run), started with `args` — for the `rbuild`
     /// binary's hidden subcommand.
     pub fn current_exe(args: Vec<OsString>) -> Result<Self, SandboxError> {
-        let exe = launch::sealed_copy(Path::new("/proc/self/exe"), c"rbuild-sandbox-init")
-            .map_err(|source| SandboxError::Helper {
-                path: PathBuf::from("/proc/self/exe"),
-                source,
-            })?;
+        let exe = unwritable(Path::new("/proc/self/exe"))?;
         let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbuild"));
         Ok(Self { program, args, exe })
     }
 
-    /// Whether the exec'd copy is sealed against writes (always, unless the kernel lied).
+    /// Whether the exec'd file cannot be written (always, unless the kernel lied).
     pub fn is_sealed(&self) -> bool {
         launch::is_write_sealed(&self.exe)
     }
+}
+
+/// A descriptor of `program` that cannot be written through: a read-only bind mount when
+/// the kernel and our privileges allow (no copy: the rbuild binary is tens of MB, a copy
+/// per `rbuild run` cost more than the run), else a sealed memfd copy.
+fn unwritable(program: &Path) -> Result<OwnedFd, SandboxError> {
+    if let Ok(fd) = launch::readonly_bind(program)
+        && launch::is_write_sealed(&fd)
+    {
+        return Ok(fd);
+    }
+    launch::sealed_copy(program, c"rbuild-sandbox-init").map_err(|source| SandboxError::Helper {
+        path: program.to_owned(),
+        source,
+    })
 }
 
 /// Which output stream a chunk came from.
