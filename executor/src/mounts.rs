@@ -83,6 +83,10 @@ pub struct CacheMount {
     pub gid: u32,
     pub mode: u32,
     pub readonly: bool,
+    /// What a new cache directory starts with (`from=`/`source=`: a directory of a
+    /// stage's tree), copied with owners, modes and times; an existing cache keeps its
+    /// contents, as BuildKit does.
+    pub seed: Option<PathBuf>,
 }
 
 impl CacheMount {
@@ -96,6 +100,7 @@ impl CacheMount {
             gid: 0,
             mode: 0o755,
             readonly: false,
+            seed: None,
         }
     }
 }
@@ -155,20 +160,33 @@ fn ensure_instance(dir: &Path, m: &CacheMount) -> Result<(), MountError> {
         Ok(())
     };
     let made = owned
-        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m.mode)));
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m.mode)))
+        .and_then(|()| match &m.seed {
+            Some(seed) => crate::snapshot::tree::apply_layer(seed, &tmp),
+            None => Ok(()),
+        });
     if let Err(e) = made {
-        let _ = std::fs::remove_dir(&tmp);
-        return Err(io_err("set owner and mode of", dir)(e));
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(io_err("make", dir)(e));
     }
-    match std::fs::rename(&tmp, dir) {
+    // Never over another run's (empty) directory: a plain rename would replace it.
+    let renamed = nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &tmp,
+        nix::fcntl::AT_FDCWD,
+        dir,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+    .map_err(io::Error::from);
+    match renamed {
         Ok(()) => Ok(()),
         // Made by a concurrent run meanwhile: theirs wins.
         Err(_) if dir.is_dir() => {
-            let _ = std::fs::remove_dir(&tmp);
+            let _ = std::fs::remove_dir_all(&tmp);
             Ok(())
         }
         Err(e) => {
-            let _ = std::fs::remove_dir(&tmp);
+            let _ = std::fs::remove_dir_all(&tmp);
             Err(io_err("rename", &tmp)(e))
         }
     }
@@ -373,6 +391,37 @@ mod tests {
         // A free instance is reused.
         let p3 = acquire_cache(&m).unwrap();
         assert_eq!(p3.dir(), first);
+    }
+
+    #[test]
+    fn a_new_cache_starts_from_its_seed_an_existing_one_keeps_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = tempfile::tempdir().unwrap();
+        std::fs::create_dir(seed.path().join("sub")).unwrap();
+        std::fs::write(seed.path().join("sub/f"), "seeded").unwrap();
+        std::os::unix::fs::symlink("sub/f", seed.path().join("link")).unwrap();
+        let mut m = CacheMount::new(dir.path(), "s");
+        m.uid = nix::unistd::geteuid().as_raw();
+        m.gid = nix::unistd::getegid().as_raw();
+        m.seed = Some(seed.path().to_owned());
+        let lease = acquire_cache(&m).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(lease.dir().join("link")).unwrap(),
+            "seeded"
+        );
+        std::fs::write(lease.dir().join("sub/f"), "used").unwrap();
+        drop(lease);
+        let lease = acquire_cache(&m).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(lease.dir().join("sub/f")).unwrap(),
+            "used"
+        );
+        // Nothing half-made is left next to it.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("s"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with(".new-")), "{names:?}");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! backend applies the layers into a plain directory and computes the layer back by
 //! comparing it to a manifest of the base; [`Snapshotter::backend`] reports which.
 
-mod tree;
+pub(crate) mod tree;
 
 use std::io;
 use std::path::{Path, PathBuf};
