@@ -138,6 +138,10 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
     let snapshotter = Arc::new(
         unpack::open_snapshotter(&root).map_err(|e| store_err(root.clone())(Box::new(e)))?,
     );
+    // Prune must not take layers this build looks up or stands on: hold the snapshot
+    // store's GC lock (shared) until the build is over.
+    let _hold = unpack::hold_snapshots(&snapshotter)
+        .map_err(|e| store_err(root.clone())(Box::new(e)))?;
     let meta_dir = root.join(CONTEXT_CACHE_DIR);
     std::fs::create_dir_all(&meta_dir).map_err(|e| store_err(meta_dir.clone())(Box::new(e)))?;
     let metacache =
