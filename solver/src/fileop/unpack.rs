@@ -137,6 +137,15 @@ pub(crate) fn extract(
     Ok(())
 }
 
+/// A numeric header field as Go's archive/tar reads it: one holding only NULs and spaces
+/// (some writers leave unused fields so) is 0.
+fn lenient(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        other => other,
+    }
+}
+
 struct Extractor<'s> {
     root: SecureRoot,
     archive: PathBuf,
@@ -187,8 +196,11 @@ impl Extractor<'_> {
             .ok_or_else(|| self.unsafe_entry(&name, PathError::Invalid))?;
         let path = res.path();
         let rel = res.rel.clone();
-        let mode = header.mode().map_err(&read_err)? & 0o7777;
-        let mtime = i64::try_from(header.mtime().map_err(&read_err)?).unwrap_or(i64::MAX);
+        let old = header.as_old();
+        let mode =
+            lenient(header.mode().map(u64::from), &old.mode).map_err(&read_err)? as u32 & 0o7777;
+        let mtime = i64::try_from(lenient(header.mtime(), &old.mtime).map_err(&read_err)?)
+            .unwrap_or(i64::MAX);
 
         // The place is replaced, never written through; a directory onto a directory merges.
         let existing = std::fs::symlink_metadata(&path).ok();
@@ -288,8 +300,8 @@ impl Extractor<'_> {
             let owner = match self.owner {
                 Some(o) => o,
                 None => {
-                    let uid = header.uid().map_err(&read_err)?;
-                    let gid = header.gid().map_err(&read_err)?;
+                    let uid = lenient(header.uid(), &old.uid).map_err(&read_err)?;
+                    let gid = lenient(header.gid(), &old.gid).map_err(&read_err)?;
                     match (u32::try_from(uid), u32::try_from(gid)) {
                         (Ok(uid), Ok(gid)) => Owner { uid, gid },
                         _ => return Err(self.bad_entry(&name, "uid or gid out of range")),
