@@ -142,5 +142,13 @@ pub fn apply(
     Ok(stats)
 }
 
+/// Where `path` (absolute inside the filesystem at `root`) really is on the host: symlinks
+/// on the way are followed as if `root` were `/` (the last one only with `follow_last`), so
+/// the result never leaves `root`. For `RUN --mount` sources.
+pub fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> Result<PathBuf, FileOpError> {
+    let rel = root::resolve(root, Path::new(path), follow_last, &root::all_visible)?;
+    Ok(root.join(rel))
+}
+
 #[cfg(test)]
 mod tests;
