@@ -165,6 +165,7 @@ pub(crate) fn copy(
                 &p.input.root.join(&p.real),
                 &in_root(&p.named),
                 &dest.join(&real),
+                &real,
                 owner,
                 cancel,
                 stats,

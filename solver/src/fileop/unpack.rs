@@ -102,11 +102,13 @@ pub(crate) fn is_archive(abs: &Path) -> bool {
     matches!(entries.next(), Some(Ok(_)))
 }
 
-/// Extracts the archive at `archive` (shown as `shown`) into the directory `dest`.
+/// Extracts the archive at `archive` (shown as `shown`) into the directory `dest` (the
+/// image's `dest_rel`).
 pub(crate) fn extract(
     archive: &Path,
     shown: &Path,
     dest: &Path,
+    dest_rel: &Path,
     owner: Option<Owner>,
     cancel: &CancelToken,
     stats: &mut FileStats,
@@ -120,6 +122,7 @@ pub(crate) fn extract(
     let mut tar = tar::Archive::new(reader);
     let mut x = Extractor {
         root: SecureRoot::new(dest),
+        dest_rel: dest_rel.to_owned(),
         archive: shown.to_owned(),
         owner,
         is_root: rustix::process::geteuid().is_root(),
@@ -137,8 +140,19 @@ pub(crate) fn extract(
     Ok(())
 }
 
+/// A numeric header field as Go's archive/tar reads it: one holding only NULs and spaces
+/// (some writers leave unused fields so) is 0.
+fn lenient(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        other => other,
+    }
+}
+
 struct Extractor<'s> {
     root: SecureRoot,
+    /// The extraction directory relative to the image root (for messages).
+    dest_rel: PathBuf,
     archive: PathBuf,
     owner: Option<Owner>,
     is_root: bool,
@@ -187,8 +201,13 @@ impl Extractor<'_> {
             .ok_or_else(|| self.unsafe_entry(&name, PathError::Invalid))?;
         let path = res.path();
         let rel = res.rel.clone();
-        let mode = header.mode().map_err(&read_err)? & 0o7777;
-        let mtime = i64::try_from(header.mtime().map_err(&read_err)?).unwrap_or(i64::MAX);
+        // Messages name the entry where it is in the image.
+        let shown = self.dest_rel.join(&rel);
+        let old = header.as_old();
+        let mode =
+            lenient(header.mode().map(u64::from), &old.mode).map_err(&read_err)? as u32 & 0o7777;
+        let mtime = i64::try_from(lenient(header.mtime(), &old.mtime).map_err(&read_err)?)
+            .unwrap_or(i64::MAX);
 
         // The place is replaced, never written through; a directory onto a directory merges.
         let existing = std::fs::symlink_metadata(&path).ok();
@@ -201,7 +220,7 @@ impl Extractor<'_> {
             } else {
                 std::fs::remove_file(&path)
             };
-            removed.map_err(io_err("cannot replace", &rel))?;
+            removed.map_err(io_err("cannot replace", &shown))?;
         }
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
@@ -211,7 +230,7 @@ impl Extractor<'_> {
                     .mode(0o600)
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(&path)
-                    .map_err(io_err("cannot create", &rel))?;
+                    .map_err(io_err("cannot create", &shown))?;
                 let n = io::copy(&mut entry, &mut f).map_err(&read_err)?;
                 if kind != EntryType::GNUSparse && n != header.size().map_err(&read_err)? {
                     return Err(self.bad_entry(&name, "truncated"));
@@ -221,7 +240,8 @@ impl Extractor<'_> {
             }
             EntryType::Directory => {
                 if !merge {
-                    std::fs::create_dir(&path).map_err(io_err("cannot create directory", &rel))?;
+                    std::fs::create_dir(&path)
+                        .map_err(io_err("cannot create directory", &shown))?;
                     self.stats.dirs += 1;
                 }
             }
@@ -230,7 +250,7 @@ impl Extractor<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| self.bad_entry(&name, "symlink without target"))?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
-                    .map_err(io_err("cannot create symlink", &rel))?;
+                    .map_err(io_err("cannot create symlink", &shown))?;
                 self.stats.symlinks += 1;
             }
             EntryType::Link => {
@@ -247,7 +267,8 @@ impl Extractor<'_> {
                     .map(|r| r.path())
                     .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()))
                     .ok_or_else(|| self.bad_entry(&name, "hard link to a missing entry"))?;
-                std::fs::hard_link(&src, &path).map_err(io_err("cannot create hard link", &rel))?;
+                std::fs::hard_link(&src, &path)
+                    .map_err(io_err("cannot create hard link", &shown))?;
                 // A link shares the metadata its first name set.
                 self.stats.hardlinks += 1;
                 return Ok(());
@@ -272,7 +293,7 @@ impl Extractor<'_> {
                     rustix::fs::Mode::from_raw_mode(0o600),
                     rustix::fs::makedev(major, minor),
                 )
-                .map_err(|e| io_err("cannot create special file", &rel)(e.into()))?;
+                .map_err(|e| io_err("cannot create special file", &shown)(e.into()))?;
                 self.stats.files += 1;
             }
             other => {
@@ -288,8 +309,8 @@ impl Extractor<'_> {
             let owner = match self.owner {
                 Some(o) => o,
                 None => {
-                    let uid = header.uid().map_err(&read_err)?;
-                    let gid = header.gid().map_err(&read_err)?;
+                    let uid = lenient(header.uid(), &old.uid).map_err(&read_err)?;
+                    let gid = lenient(header.gid(), &old.gid).map_err(&read_err)?;
                     match (u32::try_from(uid), u32::try_from(gid)) {
                         (Ok(uid), Ok(gid)) => Owner { uid, gid },
                         _ => return Err(self.bad_entry(&name, "uid or gid out of range")),
@@ -297,11 +318,11 @@ impl Extractor<'_> {
                 }
             };
             std::os::unix::fs::lchown(&path, Some(owner.uid), Some(owner.gid))
-                .map_err(io_err("cannot chown", &rel))?;
+                .map_err(io_err("cannot chown", &shown))?;
         }
         if kind != EntryType::Symlink {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                .map_err(io_err("cannot chmod", &rel))?;
+                .map_err(io_err("cannot chmod", &shown))?;
         }
         if let Some(exts) = entry.pax_extensions().map_err(&read_err)? {
             for ext in exts {
@@ -313,14 +334,14 @@ impl Extractor<'_> {
                     Ok(()) => {}
                     // Best effort, as BuildKit's ADD asks of moby's Untar.
                     Err(e) if tolerable_xattr_error(&e) => {}
-                    Err(e) => return Err(io_err("cannot set xattr on", &rel)(e)),
+                    Err(e) => return Err(io_err("cannot set xattr on", &shown)(e)),
                 }
             }
         }
         if kind == EntryType::Directory {
             self.dirs.insert(rel, mtime);
         } else {
-            set_mtime_secs(&path, &rel, mtime)?;
+            set_mtime_secs(&path, &shown, mtime)?;
         }
         Ok(())
     }
@@ -330,7 +351,7 @@ impl Extractor<'_> {
         for (rel, mtime) in std::mem::take(&mut self.dirs).into_iter().rev() {
             let path = self.root.root().join(&rel);
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                set_mtime_secs(&path, &rel, mtime)?;
+                set_mtime_secs(&path, &self.dest_rel.join(&rel), mtime)?;
             }
         }
         Ok(())

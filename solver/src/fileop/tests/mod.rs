@@ -3,6 +3,7 @@
 
 mod chmod;
 mod copy;
+mod dockerfile;
 mod escape;
 mod filter;
 mod make;
