@@ -140,8 +140,8 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
     );
     // Prune must not take layers this build looks up or stands on: hold the snapshot
     // store's GC lock (shared) until the build is over.
-    let _hold = unpack::hold_snapshots(&snapshotter)
-        .map_err(|e| store_err(root.clone())(Box::new(e)))?;
+    let _hold =
+        unpack::hold_snapshots(&snapshotter).map_err(|e| store_err(root.clone())(Box::new(e)))?;
     let meta_dir = root.join(CONTEXT_CACHE_DIR);
     std::fs::create_dir_all(&meta_dir).map_err(|e| store_err(meta_dir.clone())(Box::new(e)))?;
     let metacache =

@@ -161,7 +161,9 @@ pub fn checksum_selection<S: AsRef<str>>(
                 items.truncate(mark);
             }
         }
-        if !selected_any {
+        // A wildcard that matches nothing keys as empty (BuildKit does the same); whether
+        // that is an error is the copy's decision (`allow_empty_wildcard`).
+        if !selected_any && !wildcard {
             return Err(ChecksumError::NotFound(source.to_owned()));
         }
     }
