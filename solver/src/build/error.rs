@@ -90,6 +90,9 @@ pub enum BuildError {
     },
     #[error("cache index")]
     Cache(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A bug: a step panicked (the build stopped cleanly all the same).
+    #[error("{description}: internal error (the step panicked)")]
+    Panicked { description: String },
     #[error("cannot export the image")]
     Export(#[source] super::export::ExportError),
     #[error("build cancelled")]

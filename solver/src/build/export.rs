@@ -328,4 +328,106 @@ mod tests {
             compression_name(Compression::DEFAULT_ZSTD, None)
         );
     }
+
+    /// A store, a copy-backend snapshotter and two built layers: one writing a file,
+    /// one changing nothing.
+    fn fixture() -> (tempfile::TempDir, ImageStore, Snapshotter, Vec<Layer>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rbuild_cache::Store::open(&dir.path().join("store")).unwrap();
+        let snap = Snapshotter::with_backend(
+            dir.path().join("snaps"),
+            rbuild_executor::snapshot::Backend::Copy {
+                reason: "test".into(),
+            },
+        )
+        .unwrap();
+        let a = snap.prepare("full", &[]).unwrap();
+        std::fs::write(a.path().join("hello"), "hi").unwrap();
+        let full = snap.commit(a).unwrap();
+        let b = snap.prepare("empty", std::slice::from_ref(&full)).unwrap();
+        snap.commit(b).unwrap();
+        let layers = ["full", "empty"]
+            .map(|k| Layer {
+                snapshot: k.into(),
+                blob: None,
+            })
+            .to_vec();
+        (dir, ImageStore::new(store), snap, layers)
+    }
+
+    fn config() -> ImageConfig {
+        let mut c = ImageConfig {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            ..Default::default()
+        };
+        for (by, empty) in [
+            ("COPY hello", false),
+            ("RUN true", false),
+            ("ENV A=1", true),
+        ] {
+            c.history.push(rbuild_graph::History {
+                created_by: by.into(),
+                empty_layer: empty,
+                ..Default::default()
+            });
+        }
+        c
+    }
+
+    #[test]
+    fn empty_layers_become_empty_history_and_blobs_are_remembered() {
+        let (_dir, images, snap, layers) = fixture();
+        let opts = ExportOptions {
+            compression: Compression::DEFAULT_GZIP,
+            source_date_epoch: None,
+            tags: vec!["t:1".into()],
+        };
+        let cancel = crate::CancelToken::new();
+        let first = export(&images, &snap, &layers, &config(), &opts, &cancel).unwrap();
+        assert_eq!(first.layers_computed, 2);
+        let image = images.resolve("t:1").unwrap();
+        assert_eq!(image.manifest.media_type(), media::DOCKER_MANIFEST);
+        assert_eq!(image.manifest.layers.len(), 1);
+        assert_eq!(
+            image.manifest.layers[0].media_type,
+            media::DOCKER_LAYER_GZIP
+        );
+        assert_eq!(image.config.rootfs.diff_ids.len(), 1);
+        let empty: Vec<bool> = image.config.history.iter().map(|h| h.empty_layer).collect();
+        assert_eq!(empty, [false, true, true]);
+        assert!(image.config.history.iter().all(|h| h.created.is_some()));
+
+        // A second export diffs nothing and, with nothing changed, gives the same image.
+        let second = export(&images, &snap, &layers, &config(), &opts, &cancel).unwrap();
+        assert_eq!(second.layers_computed, 0);
+        assert_eq!(second.id, first.id);
+        assert_eq!(second.manifest, first.manifest);
+    }
+
+    #[test]
+    fn cancelled_exports_tag_nothing_and_epochs_fix_the_time() {
+        let (_dir, images, snap, layers) = fixture();
+        let cancel = crate::CancelToken::new();
+        cancel.cancel();
+        let opts = ExportOptions {
+            compression: Compression::DEFAULT_ZSTD,
+            source_date_epoch: Some(1_700_000_000),
+            tags: vec!["t:1".into()],
+        };
+        assert!(matches!(
+            export(&images, &snap, &layers, &config(), &opts, &cancel),
+            Err(ExportError::Cancelled)
+        ));
+        assert!(images.resolve("t:1").is_err());
+
+        let go = crate::CancelToken::new();
+        export(&images, &snap, &layers, &config(), &opts, &go).unwrap();
+        let image = images.resolve("t:1").unwrap();
+        assert_eq!(image.manifest.media_type(), media::OCI_MANIFEST);
+        assert_eq!(
+            image.config.created.as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
+    }
 }

@@ -195,15 +195,9 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
             vertex: key,
             source,
         },
-        SolveError::Cache { key, source } => BuildError::Step {
+        SolveError::Cache { source, .. } => BuildError::Cache(source),
+        SolveError::Panicked { key } => BuildError::Panicked {
             description: describe(&req.graph, &key),
-            vertex: key,
-            source: StepError::Unsupported(format!("cache: {source}")),
-        },
-        SolveError::Panicked { key } => BuildError::Step {
-            description: describe(&req.graph, &key),
-            vertex: key,
-            source: StepError::Unsupported("a step that panicked".into()),
         },
         SolveError::Dag(d) => BuildError::Graph(d),
         SolveError::Cancelled => BuildError::Cancelled,

@@ -17,6 +17,9 @@ use crate::cache::CacheKey;
 /// Version of [`StepRecord`] and [`BlobRecord`]; bump when their meaning changes.
 pub const RECORD_VERSION: u32 = 1;
 
+/// The prefix of every step record's key.
+pub const STEP_PREFIX: &[u8] = b"step/v1/";
+
 /// The database key of a step's result.
 pub fn step_key(key: &CacheKey) -> Vec<u8> {
     format!("step/v1/{}", key.digest().as_str()).into_bytes()

@@ -15,7 +15,7 @@ use rbuild_executor::snapshot::{SnapshotError, Snapshotter};
 
 use super::error::StepError;
 use super::fs::Fs;
-use super::record::{StepRecord, step_key};
+use super::record::{STEP_PREFIX, StepRecord, step_key};
 use crate::blocking::blocking;
 use crate::cache::{Cache, CacheKey};
 
@@ -27,8 +27,15 @@ pub struct StoreCache {
     /// `false` for `--no-cache`: nothing is reused, results are still recorded.
     read: bool,
     /// Records not yet written (database key → record).
-    pending: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+    pending: Arc<Mutex<Records>>,
+    /// Every step record, read in one transaction at the first lookup (a build asks for
+    /// many keys; one database open each would dominate a no-op rebuild). Records other
+    /// builds write later are not seen: a miss, never a false hit.
+    index: Arc<Mutex<Option<Records>>>,
 }
+
+/// Database key → encoded record.
+type Records = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Records buffered before a flush is forced.
 const FLUSH_EVERY: usize = 32;
@@ -40,10 +47,24 @@ impl StoreCache {
             snapshotter,
             read,
             pending: Arc::default(),
+            index: Arc::default(),
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+    /// The stored record of a database key, from the index read once per cache.
+    fn stored(&self, db_key: &[u8]) -> Result<Option<Vec<u8>>, StepError> {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if index.is_none() {
+            let all = self
+                .meta
+                .read(|tx| tx.cache_scan(STEP_PREFIX))
+                .map_err(StepError::Meta)?;
+            *index = Some(all.into_iter().collect());
+        }
+        Ok(index.as_ref().and_then(|i| i.get(db_key).cloned()))
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Records> {
         // Inserts and takes cannot leave the map half-updated.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -68,6 +89,15 @@ impl StoreCache {
                     })
                     .map_err(StepError::Meta)
             });
+        if written.is_ok()
+            && let Some(index) = self
+                .index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+        {
+            index.extend(batch.clone());
+        }
         if written.is_err() {
             // Put back, so a later flush may still succeed.
             let mut pending = self.pending();
@@ -84,7 +114,7 @@ impl StoreCache {
         let buffered = self.pending().get(&db_key).cloned();
         let bytes = match buffered {
             Some(b) => b,
-            None => match self.meta.cache_get(&db_key).map_err(StepError::Meta)? {
+            None => match self.stored(&db_key)? {
                 Some(b) => b,
                 None => return Ok(None),
             },
@@ -185,10 +215,12 @@ mod tests {
         let hit = cache.get(&key).await.unwrap().expect("hit");
         assert_eq!(hit.as_layers(), fs.as_layers());
         assert!(cache.get(&other).await.unwrap().is_none());
-        // Buffered until a flush; then another handle (a later build) sees it.
-        let later = StoreCache::new(cache.meta.clone(), snap.clone(), true);
-        assert!(later.get(&key).await.unwrap().is_none());
+        // Buffered until a flush; then a later build sees it, and this one still does.
+        let before = StoreCache::new(cache.meta.clone(), snap.clone(), true);
+        assert!(before.get(&key).await.unwrap().is_none());
         cache.flush().unwrap();
+        assert!(cache.get(&key).await.unwrap().is_some());
+        let later = StoreCache::new(cache.meta.clone(), snap.clone(), true);
         assert!(later.get(&key).await.unwrap().is_some());
 
         // --no-cache: never a hit, still recorded.
@@ -196,7 +228,8 @@ mod tests {
         assert!(blind.get(&key).await.unwrap().is_none());
         blind.put(&other, &fs).await.unwrap();
         blind.flush().unwrap();
-        assert!(cache.get(&other).await.unwrap().is_some());
+        let after = StoreCache::new(cache.meta.clone(), snap.clone(), true);
+        assert!(after.get(&other).await.unwrap().is_some());
 
         // A record whose snapshot is gone is a miss.
         snap.remove(snap.committed("layer-a").unwrap()).unwrap();
