@@ -154,13 +154,17 @@ pub struct ImportArgs {
     pub name: Option<String>,
 }
 
-/// Registry settings shared by pull and push.
+/// Registry settings shared by pull and push. Defaults come from the config file
+/// (`$RBUILD_CONFIG`, else `/etc/rbuild/config.toml` as root, else
+/// `$XDG_CONFIG_HOME/rbuild/config.toml`): `registry-mirrors` and `insecure-registries`.
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
-    /// A Docker Hub mirror to try first (repeatable).
+    /// A Docker Hub mirror to try first (repeatable; replaces the config file's
+    /// `registry-mirrors`).
     #[arg(long = "registry-mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
-    /// A registry that may be reached over plain HTTP (repeatable).
+    /// A registry that may be reached over plain HTTP (repeatable; added to the config
+    /// file's `insecure-registries`).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure: Vec<String>,
     /// Pull Docker Hub images from the mirrors only, never from Docker Hub itself

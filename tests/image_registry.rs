@@ -262,4 +262,34 @@ fn docker_hub_names_pull_from_a_mirror() {
     cmd.env("RBUILD_REGISTRY_MIRRORS", format!(",{mirror},"));
     assert_success(&cmd.output().unwrap(), &["pull"]);
     assert_eq!(id_of(&env_dst, "busybox"), id);
+
+    // And from the config file ($RBUILD_CONFIG), docker daemon.json style.
+    let file_dst = Root::new();
+    let config = file_dst.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "registry-mirrors = [\"{mirror}\"]\ninsecure-registries = [\"{}\"]\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let mut cmd = file_dst.cmd(&["pull", "--no-hub-fallback", "busybox:latest"]);
+    cmd.env("RBUILD_CONFIG", &config);
+    let out = cmd.output().unwrap();
+    assert_success(&out, &["pull"]);
+    assert!(
+        text(&out).0.ends_with("docker.io/library/busybox:latest\n"),
+        "{}",
+        text(&out).0
+    );
+    assert_eq!(id_of(&file_dst, "busybox"), id);
+
+    // A config file with a typo is a one-line error naming the file.
+    std::fs::write(&config, "registry-mirror = []\n").unwrap();
+    let mut cmd = file_dst.cmd(&["pull", "--no-hub-fallback", "busybox"]);
+    cmd.env("RBUILD_CONFIG", &config);
+    let err = assert_one_line_error(&cmd.output().unwrap(), &["pull"]);
+    assert!(err.contains(&config.display().to_string()), "{err}");
+    assert!(err.contains("unknown field `registry-mirror`"), "{err}");
 }

@@ -123,6 +123,31 @@ impl Store {
         )
     }
 
+    /// Undoes the ingests of a failed operation: deletes those of `candidates` (blobs the
+    /// operation itself brought into the store) that nothing references by now.
+    ///
+    /// Runs under the exclusive `gc.lock`, so it waits for every other process that holds
+    /// [`Store::gc_guard`] (one may have found a candidate already present, skipped its own
+    /// ingest, and be about to record a reference to it) and then sees their references. The
+    /// caller must have dropped its own guard first, or this waits for itself.
+    pub fn discard_unreferenced(
+        &self,
+        candidates: &BTreeSet<Digest>,
+    ) -> Result<Vec<Digest>, StoreError> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _gc = LockGuard::acquire(&self.layout.gc_lock(), LockMode::Exclusive)?;
+        let referenced = self.meta.referenced(now_unix())?;
+        let mut deleted = Vec::new();
+        for digest in candidates.difference(&referenced) {
+            if self.content.delete(digest)? {
+                deleted.push(digest.clone());
+            }
+        }
+        Ok(deleted)
+    }
+
     /// [`Store::prune`] with every option.
     pub fn prune_with(
         &self,
@@ -216,6 +241,59 @@ mod tests {
         store.meta().remove_image(&manifest).unwrap();
         let report = store.prune(&BTreeSet::new(), None).unwrap();
         assert_eq!(report.deleted.len(), 4);
+    }
+
+    #[test]
+    fn discard_unreferenced_keeps_what_others_reference_and_waits_for_their_guards() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ingest = |data: &[u8]| store.content().ingest(None, data).unwrap().digest;
+        let (ours, shared, leased, old) = (
+            ingest(b"ours"),
+            ingest(b"shared"),
+            ingest(b"leased"),
+            ingest(b"old"),
+        );
+        store
+            .meta()
+            .write(|tx| {
+                tx.create_lease("other", None)?;
+                tx.add_refs(&RefOwner::Lease("other".into()), &[leased.clone()].into())
+            })
+            .unwrap();
+
+        // Another process holds its guard while it is about to reference `shared`.
+        let other = store.clone();
+        let guard = other.gc_guard().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let candidates: BTreeSet<_> = [ours.clone(), shared.clone(), leased.clone()].into();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let deleted = store.discard_unreferenced(&candidates).unwrap();
+                tx.send(()).unwrap();
+                deleted
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            // The discard cannot have run yet: the other process's guard is held.
+            assert!(rx.try_recv().is_err());
+            assert!(other.content().contains(&ours).unwrap());
+            other
+                .meta()
+                .write(|tx| tx.add_refs(&RefOwner::Lease("other".into()), &[shared.clone()].into()))
+                .unwrap();
+            drop(guard);
+            let deleted = waiter.join().unwrap();
+            assert_eq!(deleted, vec![ours.clone()]);
+        });
+        let left: BTreeSet<_> = store
+            .content()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.digest)
+            .collect();
+        // Blobs that were not candidates are never touched, referenced or not.
+        assert_eq!(left, [shared, leased, old].into());
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod formats_support;
 use std::io::Read;
 
 use formats_support::*;
-use rbuild_cache::Digest;
+use rbuild_cache::{ContentStore, Digest};
 use rbuild_image::archive::{LoadError, load, save};
 use rbuild_image::local::ImageStore;
 use rbuild_image::oci::{
@@ -392,8 +392,8 @@ fn loads_oci_layout_tar_choosing_the_host_platform() {
 
 type ErrorCheck = fn(&LoadError) -> bool;
 
-/// Every corrupt input fails with a clear error and leaves tags and images as they were;
-/// blobs it left behind are unreferenced and pruned.
+/// Every corrupt input fails with a clear error and leaves the store as it was: tags, images
+/// and blobs (the blobs a failed load ingested are removed again at once).
 #[test]
 fn bad_archives_leave_the_store_unchanged() {
     let (_a, src) = new_store();
@@ -492,11 +492,84 @@ fn bad_archives_leave_the_store_unchanged() {
         let err = load(&store, data.as_slice()).unwrap_err();
         assert!(expected(&err), "{what}: unexpected error {err:?}");
         assert!(!err.to_string().is_empty());
-        assert_unchanged_after_prune(&store, &snap, &before);
+        assert_unchanged(&store, &snap, &before);
     }
     // And the good archive still loads afterwards.
     load(&store, good.as_slice()).unwrap();
     assert_eq!(store.resolve("app:1").unwrap().id, app.id);
+}
+
+/// A failed load removes only what it added and nothing references: blobs that were there
+/// before, and blobs a concurrent load of the same content is recording, stay.
+#[test]
+fn failed_loads_never_take_blobs_that_others_use() {
+    let (_a, src) = new_store();
+    two_images(&src);
+    let good = save(&src, &["app:1".into(), "busybox".into()], Vec::new()).unwrap();
+    // The same blobs, but a manifest.json that does not parse: every blob is ingested
+    // before the load fails.
+    let bad = tar_from(
+        &files_of(&good)
+            .into_iter()
+            .map(|(n, b)| {
+                let b = if n == "manifest.json" {
+                    b"[{".to_vec()
+                } else {
+                    b
+                };
+                (n, b)
+            })
+            .collect::<Vec<_>>(),
+    );
+
+    // Blobs already present (one layer shared with an existing image) survive a failure.
+    let (_b, store) = new_store();
+    let app = src.resolve("app:1").unwrap();
+    let shared = &app.manifest.layers[0];
+    let shared_bytes = src.read_document("layer", &shared.digest).unwrap();
+    let d = store
+        .store()
+        .content()
+        .ingest(None, shared_bytes.as_slice())
+        .unwrap();
+    assert_eq!(d.digest, shared.digest);
+    let snap = snapshot(&store);
+    let before = blobs(&store);
+    assert!(load(&store, bad.as_slice()).is_err());
+    assert_unchanged(&store, &snap, &before);
+
+    // Good and bad loads of the same blobs at once: the good images are complete after.
+    for _ in 0..3 {
+        let (_c, store) = new_store();
+        std::thread::scope(|s| {
+            let loads: Vec<_> = [&good, &bad, &good, &bad]
+                .into_iter()
+                .map(|data| s.spawn(|| load(&store, data.as_slice()).is_ok()))
+                .collect();
+            let ok: Vec<bool> = loads.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_eq!(ok, [true, false, true, false]);
+        });
+        for name in ["app:1", "busybox"] {
+            let image = store.resolve(name).unwrap();
+            for blob in image.manifest.layers.iter().chain([&image.manifest.config]) {
+                store.store().content().verify(&blob.digest).unwrap();
+            }
+            store
+                .store()
+                .content()
+                .verify(&image.manifest_digest)
+                .unwrap();
+        }
+        // And nothing unreferenced is left.
+        assert!(
+            store
+                .store()
+                .prune(&Default::default(), None)
+                .unwrap()
+                .deleted
+                .is_empty()
+        );
+    }
 }
 
 #[test]

@@ -105,7 +105,8 @@ impl Root {
     }
 
     /// `rbuild --root <root> ARGS` with a fixed `SOURCE_DATE_EPOCH` so imports are
-    /// reproducible, and no store or registry settings inherited from the environment.
+    /// reproducible, and no store or registry settings inherited from the environment (the
+    /// config file is one in the root's temp dir, missing unless a test writes it).
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = rbuild();
         cmd.arg("--root")
@@ -113,6 +114,7 @@ impl Root {
             .args(args)
             .env_remove("RBUILD_ROOT")
             .env_remove("RBUILD_REGISTRY_MIRRORS")
+            .env("RBUILD_CONFIG", self.path().join("config.toml"))
             .env("SOURCE_DATE_EPOCH", "1700000000");
         cmd
     }

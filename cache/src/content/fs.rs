@@ -191,7 +191,7 @@ impl BlobWriter for FsBlobWriter {
         self.hasher.len()
     }
 
-    fn commit(self, expected: Option<&Descriptor>) -> Result<Descriptor, ContentError> {
+    fn commit_new(self, expected: Option<&Descriptor>) -> Result<(Descriptor, bool), ContentError> {
         let FsBlobWriter {
             file,
             hasher,
@@ -209,7 +209,7 @@ impl BlobWriter for FsBlobWriter {
         if let Ok(m) = fs::metadata(&target)
             && m.len() == actual.size
         {
-            return Ok(actual);
+            return Ok((actual, false));
         }
         let temp_path = temp.path().to_path_buf();
         temp.as_file()
@@ -222,7 +222,7 @@ impl BlobWriter for FsBlobWriter {
             .map_err(|e| ContentError::io("rename into", &target)(e.error))?;
         let dir = layout.blobs_algorithm_dir(actual.digest.algorithm());
         sync_dir(&dir).map_err(ContentError::io("sync", &dir))?;
-        Ok(actual)
+        Ok((actual, true))
     }
 }
 

@@ -94,13 +94,15 @@ impl BlobWriter for MemBlobWriter {
         self.hasher.len()
     }
 
-    fn commit(self, expected: Option<&Descriptor>) -> Result<Descriptor, ContentError> {
+    fn commit_new(self, expected: Option<&Descriptor>) -> Result<(Descriptor, bool), ContentError> {
         let size = self.hasher.len();
         let actual = Descriptor::new(self.hasher.finish(), size);
         verify(&actual, expected)?;
-        write(&self.blobs)
-            .entry(actual.digest.clone())
-            .or_insert_with(|| self.data.into());
-        Ok(actual)
+        let mut blobs = write(&self.blobs);
+        let new = !blobs.contains_key(&actual.digest);
+        if new {
+            blobs.insert(actual.digest.clone(), self.data.into());
+        }
+        Ok((actual, new))
     }
 }

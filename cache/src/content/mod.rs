@@ -94,7 +94,19 @@ pub trait BlobWriter: Write + Send {
 
     /// Verifies the data against `expected` (size, then digest) and makes the blob visible
     /// atomically. On error nothing becomes visible.
-    fn commit(self, expected: Option<&Descriptor>) -> Result<Descriptor, ContentError>;
+    fn commit(self, expected: Option<&Descriptor>) -> Result<Descriptor, ContentError>
+    where
+        Self: Sized,
+    {
+        self.commit_new(expected).map(|(d, _)| d)
+    }
+
+    /// [`BlobWriter::commit`], also telling whether this commit put the blob in place
+    /// (`true`) or found it already stored (`false`), so a failed operation can undo exactly
+    /// its own additions.
+    fn commit_new(self, expected: Option<&Descriptor>) -> Result<(Descriptor, bool), ContentError>
+    where
+        Self: Sized;
 }
 
 /// Blobs by digest. Implementations are safe to share between threads.
@@ -138,10 +150,23 @@ pub trait ContentStore: Send + Sync {
     where
         Self: Sized,
     {
+        self.ingest_new(expected, reader).map(|(d, _)| d)
+    }
+
+    /// [`ContentStore::ingest`], also telling whether the blob is new (see
+    /// [`BlobWriter::commit_new`]).
+    fn ingest_new(
+        &self,
+        expected: Option<&Descriptor>,
+        reader: impl Read,
+    ) -> Result<(Descriptor, bool), ContentError>
+    where
+        Self: Sized,
+    {
         if let Some(want) = expected
             && matches!(self.info(&want.digest), Ok(have) if have.size == want.size)
         {
-            return Ok(want.clone());
+            return Ok((want.clone(), false));
         }
         let mut writer = self.writer()?;
         match expected {
@@ -156,7 +181,7 @@ pub trait ContentStore: Send + Sync {
             }
             None => copy_into(&mut { reader }, &mut writer)?,
         }
-        writer.commit(expected)
+        writer.commit_new(expected)
     }
 
     /// Re-reads a stored blob and checks it still hashes to the digest it is stored under

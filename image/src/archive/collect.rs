@@ -1,12 +1,13 @@
 //! Gathering the files of an archive or layout: files arrive in any order and are ingested
 //! (blobs, layers) or buffered (small JSON documents) as they come.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use rbuild_cache::{ContentError, ContentStore, Digest, LockGuard};
 
-use super::LoadError;
+use super::{LoadError, LoadReport};
 use crate::local::{ImageStore, MAX_DOCUMENT};
 
 pub(super) enum Entry {
@@ -21,11 +22,15 @@ pub(super) enum Entry {
 /// Collects the files of an archive or layout, then records its images.
 ///
 /// Holds the store's GC guard from creation to [`finish`](Collector::finish), so prune cannot
-/// take blobs between ingest and the final transaction.
+/// take blobs between ingest and the final transaction. If the load fails, the blobs it
+/// brought into the store are removed again unless something else references them by then:
+/// bad input leaves the store as it was.
 pub struct Collector<'a> {
     pub(super) store: &'a ImageStore,
     entries: BTreeMap<String, Entry>,
-    _gc: LockGuard,
+    /// Blobs this load put into the store (not those it found already there).
+    fresh: RefCell<BTreeSet<Digest>>,
+    gc: Option<LockGuard>,
 }
 
 impl std::fmt::Debug for Collector<'_> {
@@ -62,10 +67,46 @@ fn is_document(path: &str) -> bool {
 impl<'a> Collector<'a> {
     pub fn new(store: &'a ImageStore) -> Result<Collector<'a>, LoadError> {
         Ok(Collector {
-            _gc: store.store().gc_guard()?,
+            gc: Some(store.store().gc_guard()?),
             store,
             entries: BTreeMap::new(),
+            fresh: RefCell::new(BTreeSet::new()),
         })
+    }
+
+    /// Ingests a blob and remembers it if it is new to the store.
+    pub(super) fn ingest(
+        &self,
+        expected: Option<&rbuild_cache::Descriptor>,
+        reader: impl Read,
+    ) -> Result<rbuild_cache::Descriptor, ContentError> {
+        let (desc, new) = self.store.store().content().ingest_new(expected, reader)?;
+        if new {
+            self.fresh.borrow_mut().insert(desc.digest.clone());
+        }
+        Ok(desc)
+    }
+
+    /// Records the images if `read` (the reading of every file) succeeded; otherwise, or if
+    /// recording fails, removes the blobs this load added that nothing references.
+    pub fn finish_or_discard(
+        mut self,
+        read: Result<(), LoadError>,
+    ) -> Result<LoadReport, LoadError> {
+        let err = match read.and_then(|()| self.finish()) {
+            Ok(report) => return Ok(report),
+            Err(e) => e,
+        };
+        // Our own shared guard must go before the discard takes the exclusive lock.
+        self.gc = None;
+        let fresh = self.fresh.take();
+        match self.store.store().discard_unreferenced(&fresh) {
+            Ok(_) => Err(err),
+            Err(cleanup) => Err(LoadError::Cleanup {
+                load: Box::new(err),
+                source: cleanup,
+            }),
+        }
     }
 
     /// Takes one regular file: blobs named by digest are ingested and verified, small JSON
@@ -74,7 +115,6 @@ impl<'a> Collector<'a> {
         let Some(path) = clean(path) else {
             return Ok(());
         };
-        let content = self.store.store().content();
         let named_digest = path
             .strip_prefix("blobs/")
             .and_then(|rest| rest.split_once('/'))
@@ -82,7 +122,7 @@ impl<'a> Collector<'a> {
         let entry = match named_digest {
             Some(digest) => {
                 let want = rbuild_cache::Descriptor::new(digest, size);
-                let got = content
+                let got = self
                     .ingest(Some(&want), reader)
                     .map_err(|source| match source {
                         ContentError::SizeMismatch { actual, .. } => LoadError::Truncated {
@@ -123,16 +163,15 @@ impl<'a> Collector<'a> {
                 Entry::Document(bytes)
             }
             None => {
-                let got =
-                    content
-                        .ingest(None, reader.take(size))
-                        .map_err(|source| match source {
-                            ContentError::Read(source) => LoadError::Read {
-                                path: path.clone(),
-                                source,
-                            },
-                            other => LoadError::Content(other),
-                        })?;
+                let got = self
+                    .ingest(None, reader.take(size))
+                    .map_err(|source| match source {
+                        ContentError::Read(source) => LoadError::Read {
+                            path: path.clone(),
+                            source,
+                        },
+                        other => LoadError::Content(other),
+                    })?;
                 if got.size != size {
                     return Err(LoadError::Truncated {
                         path,
@@ -196,11 +235,7 @@ impl<'a> Collector<'a> {
     pub(super) fn blob(&self, path: &str) -> Result<rbuild_cache::Descriptor, LoadError> {
         match self.lookup(path) {
             Some(Entry::Blob(desc)) => Ok(desc.clone()),
-            Some(Entry::Document(bytes)) => Ok(self
-                .store
-                .store()
-                .content()
-                .ingest(None, bytes.as_slice())?),
+            Some(Entry::Document(bytes)) => Ok(self.ingest(None, bytes.as_slice())?),
             _ => Err(LoadError::MissingFile {
                 path: path.to_owned(),
             }),

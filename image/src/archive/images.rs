@@ -30,7 +30,7 @@ impl Collector<'_> {
     /// Works out the images from `manifest.json` (Docker archives) or `index.json` (OCI
     /// layouts), checks every layer against its diffID, and records images and tags in one
     /// transaction.
-    pub fn finish(self) -> Result<LoadReport, LoadError> {
+    pub(super) fn finish(&self) -> Result<LoadReport, LoadError> {
         let index = match self.document("index.json")? {
             Some(bytes) => {
                 Some(
@@ -80,7 +80,6 @@ impl Collector<'_> {
             Some(index) => self.index_manifests(index)?,
             None => Vec::new(),
         };
-        let content = self.store.store().content();
         let mut out = Vec::new();
         for entry in entries {
             let config_bytes =
@@ -93,7 +92,7 @@ impl Collector<'_> {
                     path: entry.config.clone(),
                     source,
                 })?;
-            let config_desc = content.ingest(None, config_bytes.as_slice())?;
+            let config_desc = self.ingest(None, config_bytes.as_slice())?;
             let layers = entry
                 .layers
                 .iter()
@@ -158,7 +157,7 @@ impl Collector<'_> {
             descriptors,
         );
         let bytes = canonical_json("manifest", &manifest).map_err(LocalError::Encode)?;
-        Ok(content.ingest(None, bytes.as_slice())?.digest)
+        Ok(self.ingest(None, bytes.as_slice())?.digest)
     }
 
     /// Every image manifest an index leads to, with its digest (nested indexes narrowed to

@@ -98,6 +98,13 @@ pub enum LoadError {
     NoPlatform { index: Digest, platform: String },
     #[error("invalid image name in archive")]
     Name(#[from] ReferenceError),
+    /// The load failed and the blobs it added could not all be removed again.
+    #[error("{load}; its new blobs could not be removed")]
+    Cleanup {
+        load: Box<LoadError>,
+        #[source]
+        source: StoreError,
+    },
     #[error(transparent)]
     Local(#[from] LocalError),
     #[error(transparent)]
@@ -122,6 +129,12 @@ pub fn save<W: Write>(store: &ImageStore, names: &[String], writer: W) -> Result
 /// into the store.
 pub fn load(store: &ImageStore, reader: impl Read) -> Result<LoadReport, LoadError> {
     let mut collector = Collector::new(store)?;
+    let read = read_archive(&mut collector, reader);
+    collector.finish_or_discard(read)
+}
+
+/// Feeds every file of the archive to the collector.
+fn read_archive(collector: &mut Collector<'_>, reader: impl Read) -> Result<(), LoadError> {
     let plain = decompressed_reader(reader).map_err(LoadError::Decompress)?;
     let mut archive = tar::Archive::new(EofTracker::new(plain));
     let mut count = 0usize;
@@ -164,7 +177,7 @@ pub fn load(store: &ImageStore, reader: impl Read) -> Result<LoadReport, LoadErr
     }
     // Drain the rest of the end-of-archive blocks so a broken compressed tail is an error.
     io::copy(&mut rest, &mut io::sink()).map_err(LoadError::Tar)?;
-    collector.finish()
+    Ok(())
 }
 
 /// Remembers whether the input ran out. A tar cut at a block boundary reads like a shorter

@@ -1,15 +1,18 @@
 //! Layer compression: one streaming pass that writes the compressed blob and computes both the
 //! diffID (sha256 of the uncompressed tar) and the blob digest and size; plus detection of the
 //! compression of an incoming layer by its magic bytes.
+//!
+//! The two sha256 sums each run on a thread of their own ([`hashpipe`]), beside the encoder's
+//! workers, so neither adds to the time of the writer's thread.
 
+mod hashpipe;
 mod pgzip;
 
 use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::digest::Sha256Digest;
+use hashpipe::HashPipe;
 use pgzip::ParallelGzEncoder;
 
 /// Errors of compression and decompression.
@@ -84,19 +87,20 @@ pub struct LayerDigests {
     pub size: u64,
 }
 
-/// A writer that counts and hashes everything passing through it.
+/// A writer that counts and hashes everything passing through it (when `hash` is set; the
+/// uncompressed case needs no second hash of the same bytes).
 #[derive(Debug)]
 struct HashingWriter<W> {
     inner: W,
-    hash: Sha256,
-    len: u64,
+    hash: Option<HashPipe>,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
+        if let Some(h) = &mut self.hash {
+            h.update(&buf[..n])?;
+        }
         Ok(n)
     }
 
@@ -125,17 +129,13 @@ impl<W: Write> std::fmt::Debug for Encoder<W> {
 /// [`CompressWriter::finish`] reports the diffID and the blob digest and size.
 #[derive(Debug)]
 pub struct CompressWriter<W: Write> {
-    diff_hash: Sha256,
-    diff_len: u64,
-    /// Small writes (a tar writer's 512-byte headers, 8 KiB copies) are gathered here so the
-    /// hasher and the encoder see large chunks: per-call overhead in zstd's multithreaded
+    /// The diffID's hash. Small writes (a tar writer's 512-byte headers, 8 KiB copies) are
+    /// gathered in its buffers, and each full buffer goes both to the hashing thread and to
+    /// the encoder, so both see large chunks: per-call overhead in zstd's multithreaded
     /// streaming API is noticeable otherwise.
-    staged: Vec<u8>,
+    diff: HashPipe,
     enc: Encoder<W>,
 }
-
-/// Size of the staging buffer of [`CompressWriter`].
-const STAGE: usize = 1 << 20;
 
 /// Worker threads for compression: every core, at least one. Zstd output does not depend on
 /// the count as long as it is at least one, and gzip output never does.
@@ -159,8 +159,10 @@ impl<W: Write> CompressWriter<W> {
         compression.validate()?;
         let sink = HashingWriter {
             inner: out,
-            hash: Sha256::new(),
-            len: 0,
+            hash: match compression {
+                Compression::None => None,
+                _ => Some(HashPipe::new().map_err(CompressError::Io)?),
+            },
         };
         let threads = threads.max(1);
         let enc = match compression {
@@ -178,17 +180,13 @@ impl<W: Write> CompressWriter<W> {
             }
         };
         Ok(Self {
-            diff_hash: Sha256::new(),
-            diff_len: 0,
-            staged: Vec::new(),
+            diff: HashPipe::new().map_err(CompressError::Io)?,
             enc,
         })
     }
 
-    /// Hashes `buf` and passes all of it to the encoder.
-    fn feed(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.diff_hash.update(buf);
-        self.diff_len += buf.len() as u64;
+    /// Passes all of `buf` to the encoder.
+    fn encode(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.enc {
             Encoder::None(s) => s.write_all(buf),
             Encoder::Gzip(g) => g.write_all(buf),
@@ -196,27 +194,36 @@ impl<W: Write> CompressWriter<W> {
         }
     }
 
-    fn flush_stage(&mut self) -> io::Result<()> {
-        let staged = std::mem::take(&mut self.staged);
-        let r = self.feed(&staged);
-        self.staged = staged;
-        self.staged.clear();
-        r
+    /// Hands the gathered bytes to the hashing thread and the encoder.
+    fn ship(&mut self) -> io::Result<()> {
+        if let Some(chunk) = self.diff.ship()? {
+            self.encode(&chunk)?;
+        }
+        Ok(())
     }
 
     /// Ends the stream and returns the sink with the digests.
     pub fn finish(mut self) -> Result<(W, LayerDigests), CompressError> {
-        self.flush_stage().map_err(CompressError::Io)?;
+        self.ship().map_err(CompressError::Io)?;
         let sink = match self.enc {
             Encoder::None(s) => s,
             Encoder::Gzip(g) => g.finish().map_err(CompressError::Io)?,
             Encoder::Zstd(z) => z.finish().map_err(CompressError::Io)?,
         };
+        let (diff_id, uncompressed_size) = self.diff.finish().map_err(CompressError::Io)?;
+        let diff_id = Sha256Digest::from_bytes(diff_id);
+        let (digest, size) = match sink.hash {
+            Some(h) => {
+                let (digest, size) = h.finish().map_err(CompressError::Io)?;
+                (Sha256Digest::from_bytes(digest), size)
+            }
+            None => (diff_id, uncompressed_size),
+        };
         let digests = LayerDigests {
-            diff_id: Sha256Digest::from_bytes(self.diff_hash.finalize().into()),
-            uncompressed_size: self.diff_len,
-            digest: Sha256Digest::from_bytes(sink.hash.finalize().into()),
-            size: sink.len,
+            diff_id,
+            uncompressed_size,
+            digest,
+            size,
         };
         Ok((sink.inner, digests))
     }
@@ -224,23 +231,15 @@ impl<W: Write> CompressWriter<W> {
 
 impl<W: Write> Write for CompressWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.staged.is_empty() && buf.len() >= STAGE {
-            self.feed(buf)?;
-            return Ok(buf.len());
-        }
-        if self.staged.capacity() == 0 {
-            self.staged.reserve_exact(STAGE);
-        }
-        let n = buf.len().min(STAGE - self.staged.len());
-        self.staged.extend_from_slice(&buf[..n]);
-        if self.staged.len() == STAGE {
-            self.flush_stage()?;
+        let (n, full) = self.diff.fill(buf)?;
+        if let Some(chunk) = full {
+            self.encode(&chunk)?;
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.flush_stage()?;
+        self.ship()?;
         // Never ask an encoder to flush: that would end a zstd block (or cut a gzip block)
         // where the caller happened to flush and change the blob digest. Only the sink is
         // flushed.

@@ -24,8 +24,8 @@ pub use write::{
 /// rules), streaming its blobs into the store.
 pub fn read_dir(store: &ImageStore, dir: &Path) -> Result<LoadReport, LoadError> {
     let mut collector = Collector::new(store)?;
-    walk(&mut collector, dir, "")?;
-    collector.finish()
+    let read = walk(&mut collector, dir, "");
+    collector.finish_or_discard(read)
 }
 
 fn walk(collector: &mut Collector<'_>, dir: &Path, prefix: &str) -> Result<(), LoadError> {

@@ -3,8 +3,17 @@
 //!
 //! Accepted, as Docker accepts them: `CMD`, `ENTRYPOINT`, `ENV`, `EXPOSE`, `HEALTHCHECK`,
 //! `LABEL`, `ONBUILD`, `STOPSIGNAL`, `USER`, `VOLUME`, `WORKDIR`. Exec (JSON) and shell forms
-//! are both understood; quotes and backslashes in `ENV`/`LABEL` words are removed. Variables
-//! are not expanded.
+//! are both understood.
+//!
+//! Words are expanded as moby's `BuildFromConfig` does: the arguments of `ENV`, `LABEL`,
+//! `EXPOSE`, `VOLUME`, `USER`, `WORKDIR` and `STOPSIGNAL` go through the Dockerfile word
+//! expander (quotes and escapes removed, `$VAR` and `${VAR...}` substituted) with the image's
+//! environment as it stands before the change, so `ENV B=$A` sees an `A` set by an earlier
+//! `--change`; `CMD`, `ENTRYPOINT`, `HEALTHCHECK` and `ONBUILD` are kept as written.
+
+use std::collections::BTreeMap;
+
+use rbuild_parser::shell::Lexer;
 
 use crate::oci::{Empty, HealthConfig, ImageConfig, RuntimeConfig};
 
@@ -49,12 +58,13 @@ fn apply_one(config: &mut ImageConfig, change: &str) -> Result<(), ChangeError> 
         .and_then(|c| c.shell.clone())
         .unwrap_or_else(|| vec!["/bin/sh".to_owned(), "-c".to_owned()]);
     let rc = config.config.get_or_insert_with(RuntimeConfig::default);
+    let words = Words::new(&rc.env);
     let keyword = keyword.to_ascii_uppercase();
     match keyword.as_str() {
         "CMD" => rc.cmd = Some(command_line("CMD", rest, &shell)?),
         "ENTRYPOINT" => rc.entrypoint = Some(command_line("ENTRYPOINT", rest, &shell)?),
         "ENV" => {
-            for (key, value) in key_values("ENV", rest)? {
+            for (key, value) in words.key_values("ENV", rest)? {
                 let prefix = format!("{key}=");
                 let entry = format!("{key}={value}");
                 match rc.env.iter_mut().find(|e| e.starts_with(&prefix)) {
@@ -64,12 +74,12 @@ fn apply_one(config: &mut ImageConfig, change: &str) -> Result<(), ChangeError> 
             }
         }
         "LABEL" => {
-            for (key, value) in key_values("LABEL", rest)? {
+            for (key, value) in words.key_values("LABEL", rest)? {
                 rc.labels.insert(key, value);
             }
         }
         "EXPOSE" => {
-            for word in non_empty("EXPOSE", "at least one port", words(rest)?)? {
+            for word in non_empty("EXPOSE", "at least one port", words.split(rest)?)? {
                 for port in expand_ports(&word)? {
                     rc.exposed_ports.insert(port, Empty {});
                 }
@@ -77,8 +87,11 @@ fn apply_one(config: &mut ImageConfig, change: &str) -> Result<(), ChangeError> 
         }
         "VOLUME" => {
             let volumes = match json_array(rest) {
-                Some(list) => list,
-                None => words(rest)?,
+                Some(list) => list
+                    .iter()
+                    .map(|v| words.expand(v))
+                    .collect::<Result<_, _>>()?,
+                None => words.split(rest)?,
             };
             for volume in non_empty("VOLUME", "at least one path", volumes)? {
                 if volume.trim().is_empty() {
@@ -87,9 +100,9 @@ fn apply_one(config: &mut ImageConfig, change: &str) -> Result<(), ChangeError> 
                 rc.volumes.insert(volume, Empty {});
             }
         }
-        "USER" => rc.user = Some(single("USER", "a user", rest)?),
+        "USER" => rc.user = Some(words.single("USER", "a user", rest)?),
         "WORKDIR" => {
-            let dir = single("WORKDIR", "a path", rest)?;
+            let dir = words.single("WORKDIR", "a path", rest)?;
             // A relative WORKDIR continues from the current one.
             let joined = if dir.starts_with('/') {
                 dir
@@ -99,7 +112,7 @@ fn apply_one(config: &mut ImageConfig, change: &str) -> Result<(), ChangeError> 
             };
             rc.working_dir = Some(joined);
         }
-        "STOPSIGNAL" => rc.stop_signal = Some(single("STOPSIGNAL", "a signal", rest)?),
+        "STOPSIGNAL" => rc.stop_signal = Some(words.single("STOPSIGNAL", "a signal", rest)?),
         "ONBUILD" => {
             let trigger = rest.split_whitespace().next().unwrap_or_default();
             if trigger.is_empty() {
@@ -146,18 +159,6 @@ fn non_empty(
     }
 }
 
-fn single(
-    instruction: &'static str,
-    what: &'static str,
-    rest: &str,
-) -> Result<String, ChangeError> {
-    let mut list = non_empty(instruction, what, words(rest)?)?;
-    if list.len() > 1 {
-        return Err(invalid(instruction, "takes exactly one argument"));
-    }
-    Ok(list.remove(0))
-}
-
 /// A JSON array of strings, if `text` is one (the exec form).
 fn json_array(text: &str) -> Option<Vec<String>> {
     if !text.starts_with('[') {
@@ -186,9 +187,9 @@ fn command_line(
     Ok(out)
 }
 
-/// Splits on unquoted whitespace, removing quotes: `"..."` (with `\` escapes), `'...'`
-/// (literal), and `\` escapes outside quotes.
-fn words(text: &str) -> Result<Vec<String>, ChangeError> {
+/// Splits on unquoted whitespace, keeping quotes and escapes for the expander: `"..."` (with
+/// `\` escapes), `'...'` (literal), and `\` escapes outside quotes.
+fn raw_words(text: &str) -> Result<Vec<String>, ChangeError> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut in_word = false;
@@ -203,10 +204,14 @@ fn words(text: &str) -> Result<Vec<String>, ChangeError> {
             }
             '\\' => {
                 in_word = true;
-                current.push(chars.next().unwrap_or('\\'));
+                current.push('\\');
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
             }
             '\'' => {
                 in_word = true;
+                current.push('\'');
                 loop {
                     match chars.next() {
                         Some('\'') => break,
@@ -214,24 +219,23 @@ fn words(text: &str) -> Result<Vec<String>, ChangeError> {
                         None => return Err(invalid_quote()),
                     }
                 }
+                current.push('\'');
             }
             '"' => {
                 in_word = true;
+                current.push('"');
                 loop {
                     match chars.next() {
                         Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => current.push(c),
-                            Some(c) => {
-                                current.push('\\');
-                                current.push(c);
-                            }
-                            None => return Err(invalid_quote()),
-                        },
+                        Some('\\') => {
+                            current.push('\\');
+                            current.push(chars.next().ok_or_else(invalid_quote)?);
+                        }
                         Some(c) => current.push(c),
                         None => return Err(invalid_quote()),
                     }
                 }
+                current.push('"');
             }
             c => {
                 in_word = true;
@@ -245,33 +249,92 @@ fn words(text: &str) -> Result<Vec<String>, ChangeError> {
     Ok(out)
 }
 
+/// The word expander with the image's environment before the change being applied.
+struct Words {
+    lexer: Lexer,
+    env: BTreeMap<String, String>,
+}
+
+impl Words {
+    fn new(env: &[String]) -> Words {
+        let env = env
+            .iter()
+            .map(|e| {
+                let (k, v) = e.split_once('=').unwrap_or((e, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        Words {
+            lexer: Lexer::default(),
+            env,
+        }
+    }
+
+    /// One word with quotes and escapes removed and variables substituted.
+    fn expand(&self, word: &str) -> Result<String, ChangeError> {
+        self.lexer
+            .process_word(word, &self.env)
+            .map(|e| e.value)
+            .map_err(|e| ChangeError::Invalid {
+                instruction: "--change",
+                message: e.to_string(),
+            })
+    }
+
+    /// Splits on unquoted whitespace, then expands each word (a value with spaces stays one
+    /// word, as in moby).
+    fn split(&self, text: &str) -> Result<Vec<String>, ChangeError> {
+        raw_words(text)?.iter().map(|w| self.expand(w)).collect()
+    }
+
+    fn single(
+        &self,
+        instruction: &'static str,
+        what: &'static str,
+        rest: &str,
+    ) -> Result<String, ChangeError> {
+        let list = non_empty(instruction, what, raw_words(rest)?)?;
+        if list.len() > 1 {
+            return Err(invalid(instruction, "takes exactly one argument"));
+        }
+        self.expand(&list[0])
+    }
+
+    /// `KEY=VALUE...` pairs, or the legacy `KEY VALUE` form (one pair, value is the rest).
+    fn key_values(
+        &self,
+        instruction: &'static str,
+        rest: &str,
+    ) -> Result<Vec<(String, String)>, ChangeError> {
+        let list = non_empty(instruction, "KEY=VALUE", raw_words(rest)?)?;
+        if !list[0].contains('=') {
+            let (key, value) = rest
+                .split_once(char::is_whitespace)
+                .map(|(k, v)| (k, v.trim()))
+                .ok_or(ChangeError::MissingArgument {
+                    instruction,
+                    what: "a value",
+                })?;
+            return Ok(vec![(self.expand(key)?, self.expand(value)?)]);
+        }
+        list.into_iter()
+            .map(|word| match word.split_once('=') {
+                Some(("", _)) => Err(invalid(instruction, "empty key")),
+                Some((key, value)) => Ok((self.expand(key)?, self.expand(value)?)),
+                None => Err(invalid(
+                    instruction,
+                    &format!("{:?} is not KEY=VALUE", self.expand(&word)?),
+                )),
+            })
+            .collect()
+    }
+}
+
 fn invalid_quote() -> ChangeError {
     ChangeError::Invalid {
         instruction: "--change",
         message: "unterminated quote".to_owned(),
     }
-}
-
-/// `KEY=VALUE...` pairs, or the legacy `KEY VALUE` form (one pair, value is the rest).
-fn key_values(instruction: &'static str, rest: &str) -> Result<Vec<(String, String)>, ChangeError> {
-    let list = non_empty(instruction, "KEY=VALUE", words(rest)?)?;
-    if !list[0].contains('=') {
-        let (key, value) = rest
-            .split_once(char::is_whitespace)
-            .map(|(k, v)| (k, v.trim()))
-            .ok_or(ChangeError::MissingArgument {
-                instruction,
-                what: "a value",
-            })?;
-        return Ok(vec![(key.to_owned(), value.to_owned())]);
-    }
-    list.into_iter()
-        .map(|word| match word.split_once('=') {
-            Some(("", _)) => Err(invalid(instruction, "empty key")),
-            Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
-            None => Err(invalid(instruction, &format!("{word:?} is not KEY=VALUE"))),
-        })
-        .collect()
 }
 
 /// `80` → `80/tcp`; `53/udp` kept; `8000-8002/tcp` → three ports.
@@ -441,6 +504,51 @@ mod tests {
         let hc = rc.healthcheck.unwrap();
         assert_eq!(hc.test, ["CMD-SHELL", "curl -f http://localhost/"]);
         assert_eq!((hc.interval, hc.retries), (90_000_000_000, 3));
+    }
+
+    #[test]
+    fn words_expand_with_the_environment_before_each_change() {
+        let rc = apply(&[
+            "ENV A=1 U=app P=8080",
+            r#"ENV B=$A C="${A}x y" A=2 D=$A"#,
+            "ENV LEGACY $C and ${A}",
+            r#"LABEL l=$B q='$A' e=\$A"#,
+            "WORKDIR /srv/$U",
+            "USER ${U}:${G:-staff}",
+            "EXPOSE $P ${Q:-53}/udp",
+            r#"VOLUME ["/data/$U"]"#,
+            "VOLUME /cache/$A",
+            "STOPSIGNAL SIG$SIG",
+            "CMD echo $A",
+            r#"ENTRYPOINT ["/bin/echo", "$A"]"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            rc.env,
+            [
+                "A=2",
+                "U=app",
+                "P=8080",
+                "B=1",
+                "C=1x y",
+                "D=1",
+                "LEGACY=1x y and 2"
+            ]
+        );
+        assert_eq!(rc.labels["l"], "1");
+        assert_eq!(rc.labels["q"], "$A");
+        assert_eq!(rc.labels["e"], "$A");
+        assert_eq!(rc.working_dir.unwrap(), "/srv/app");
+        assert_eq!(rc.user.unwrap(), "app:staff");
+        let ports: Vec<_> = rc.exposed_ports.keys().cloned().collect();
+        assert_eq!(ports, ["53/udp", "8080/tcp"]);
+        let volumes: Vec<_> = rc.volumes.keys().cloned().collect();
+        assert_eq!(volumes, ["/cache/2", "/data/app"]);
+        // An unset variable expands to nothing, as in moby.
+        assert_eq!(rc.stop_signal.unwrap(), "SIG");
+        // Commands are never expanded: the shell (or nobody) sees `$A` at run time.
+        assert_eq!(rc.cmd.unwrap(), ["/bin/sh", "-c", "echo $A"]);
+        assert_eq!(rc.entrypoint.unwrap(), ["/bin/echo", "$A"]);
     }
 
     #[test]

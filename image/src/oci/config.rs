@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use rbuild_cache::Digest;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::{SpecError, from_json};
 
@@ -35,7 +35,7 @@ pub struct ImageConfig {
     #[serde(
         rename = "os.features",
         default,
-        deserialize_with = "nullable",
+        deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub os_features: Vec<String>,
@@ -44,7 +44,7 @@ pub struct ImageConfig {
     pub rootfs: RootFs,
     #[serde(
         default,
-        deserialize_with = "nullable",
+        deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub history: Vec<History>,
@@ -64,7 +64,7 @@ impl ImageConfig {
 pub struct RootFs {
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub diff_ids: Vec<Digest>,
 }
 
@@ -100,13 +100,13 @@ pub struct RuntimeConfig {
     pub user: Option<String>,
     #[serde(
         default,
-        deserialize_with = "nullable",
+        deserialize_with = "null_as_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub exposed_ports: BTreeMap<String, Empty>,
     #[serde(
         default,
-        deserialize_with = "nullable",
+        deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub env: Vec<String>,
@@ -116,7 +116,7 @@ pub struct RuntimeConfig {
     pub cmd: Option<Vec<String>>,
     #[serde(
         default,
-        deserialize_with = "nullable",
+        deserialize_with = "null_as_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub volumes: BTreeMap<String, Empty>,
@@ -124,7 +124,7 @@ pub struct RuntimeConfig {
     pub working_dir: Option<String>,
     #[serde(
         default,
-        deserialize_with = "nullable",
+        deserialize_with = "null_as_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub labels: BTreeMap<String, String>,
@@ -145,11 +145,7 @@ pub struct RuntimeConfig {
 #[serde(rename_all = "PascalCase")]
 pub struct HealthConfig {
     /// `["NONE"]`, `["CMD", args...]` or `["CMD-SHELL", command]`.
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test: Vec<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub interval: i64,
@@ -163,11 +159,11 @@ pub struct HealthConfig {
     pub retries: i64,
 }
 
-/// Reads `null` as the type's default: Go writes `null` for nil slices and maps (`docker
-/// import` configs have `"Labels": null`, `"Volumes": null`).
-fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+/// Docker writes `null` for empty maps and lists (`"Volumes":null`, `"Labels":null` in
+/// `docker import` configs); read it as empty.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
-    D: Deserializer<'de>,
+    D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())

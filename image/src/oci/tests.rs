@@ -43,6 +43,19 @@ fn docker_config_fields_parse() {
 }
 
 #[test]
+fn docker_nulls_for_empty_maps_and_lists_read_as_empty() {
+    let config = ImageConfig::from_slice(
+        br#"{"architecture":"amd64","os":"linux","config":{"Env":null,"ExposedPorts":null,
+        "Volumes":null,"Labels":null,"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .unwrap();
+    let rc = config.config.unwrap();
+    assert!(rc.env.is_empty() && rc.exposed_ports.is_empty());
+    assert!(rc.volumes.is_empty() && rc.labels.is_empty());
+    assert_eq!(rc.cmd.unwrap(), ["sh"]);
+}
+
+#[test]
 fn canonical_json_is_stable_and_sorted() {
     let config = ImageConfig::from_slice(DOCKER_CONFIG.as_bytes()).unwrap();
     let a = canonical_json("config", &config).unwrap();

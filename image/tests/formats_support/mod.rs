@@ -176,6 +176,12 @@ pub fn blobs(store: &ImageStore) -> BTreeSet<BlobDescriptor> {
         .collect()
 }
 
+/// Asserts the metadata and the blobs are exactly as before, without any prune.
+pub fn assert_unchanged(store: &ImageStore, snap: &Snapshot, before: &BTreeSet<BlobDescriptor>) {
+    assert_eq!(&snapshot(store), snap);
+    assert_eq!(&blobs(store), before);
+}
+
 /// Asserts the metadata is as before and that pruning brings the blobs back to `before`.
 pub fn assert_unchanged_after_prune(
     store: &ImageStore,
