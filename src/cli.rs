@@ -22,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
     /// Parse and lint a Dockerfile without building it.
     Check(CheckArgs),
     /// Print the build graph a Dockerfile lowers to.
@@ -318,4 +320,34 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (`name:tag`) for the image (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub dockerfile: DockerfileArgs,
+    /// Set a label on the image (`K=V`, repeatable).
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Do not reuse cached steps.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always ask the registry for newer versions of base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// Steps run at once (default: number of cores).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print only the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write the image id to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write the build's counters as JSON to this file (for tests).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub report_file: Option<PathBuf>,
 }

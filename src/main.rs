@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod diag;
+mod progress;
 
 use std::process::ExitCode;
 

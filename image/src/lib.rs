@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod compress;
 pub mod digest;
+pub mod export;
 pub mod layer;
 pub mod layout;
 pub mod local;

@@ -49,10 +49,12 @@
 //! ```
 
 mod blocking;
+pub mod build;
 mod cache;
 mod cancel;
 pub mod context;
 mod dag;
+pub mod fileop;
 mod load;
 mod progress;
 mod scheduler;
@@ -62,7 +64,7 @@ pub use cache::{CACHE_KEY_VERSION, Cache, CacheKey, MemoryCache, NoCache};
 pub use cancel::CancelToken;
 pub use dag::{Dag, DagBuilder, DagError, VertexKey};
 pub use load::{load_graph, load_graph_with};
-pub use progress::{Event, LogStream, NoProgress, ProgressSink, Recorder};
+pub use progress::{Event, LogStream, NoProgress, ProgressSink, Recorder, Task, TaskId, TaskSink};
 pub use scheduler::{ExecContext, Executor, SolveError, Solved, Solver, default_jobs};
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ macro_rules! outln {
     };
 }
 
+mod build;
 mod check;
 mod df;
 mod graph;
@@ -47,6 +48,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let root = cli.root.as_deref();
     match &cli.command {
+        Command::Build(args) => build::run(root, args),
         Command::Check(args) => check::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Images(args) => images::run(root, args),

@@ -1,5 +1,6 @@
 //! `rbuild pull`: fetch an image for one platform into the store and tag it, printing what
-//! `docker pull` prints.
+//! `docker pull` prints. Layer downloads show byte progress on stderr when it is a terminal
+//! (or as `RBUILD_PROGRESS` says).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use rbuild_image::local::reference::familiar_tag;
 use rbuild_image::registry::{Platform, Reference};
 
 use crate::cli::PullArgs;
+use crate::progress::{self, ProgressMode, Reporting};
 
 pub fn run(root: Option<&Path>, args: &PullArgs) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&args.name)?;
@@ -28,9 +30,25 @@ pub fn run(root: Option<&Path>, args: &PullArgs) -> anyhow::Result<ExitCode> {
     );
     // Blobs are unreferenced until the image is recorded: keep prune out until then.
     let gc = store.store().gc_guard()?;
-    let content = Arc::new(store.store().content().clone());
+    let progress = progress::start(
+        ProgressMode::for_transfers()?,
+        Vec::new(),
+        Box::new(std::io::stderr()),
+    )?;
+    let whole = progress.task(&format!("pulling {reference}"));
+    let content = Arc::new(Reporting::new(
+        store.store().content().clone(),
+        progress.sink(),
+        "downloading",
+    ));
     let pulled =
-        super::registry::runtime()?.block_on(client.pull_image(&reference, &platform, &content))?;
+        super::registry::runtime()?.block_on(client.pull_image(&reference, &platform, &content));
+    match &pulled {
+        Ok(_) => whole.done(),
+        Err(e) => whole.fail(&e.to_string()),
+    }
+    progress.finish(pulled.is_ok())?;
+    let pulled = pulled?;
     let tags = match (reference.digest(), reference.tag()) {
         (None, Some(tag)) => vec![format!("{}:{tag}", reference.name())],
         _ => Vec::new(),

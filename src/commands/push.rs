@@ -1,5 +1,6 @@
 //! `rbuild push`: upload a stored image (blobs the registry lacks, then the manifest by
-//! tag) and print the digest line `docker push` ends with.
+//! tag) and print the digest line `docker push` ends with. Uploads show byte progress on
+//! stderr when it is a terminal (or as `RBUILD_PROGRESS` says).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use rbuild_image::registry::{BlobPush, Reference};
 
 use crate::cli::PushArgs;
+use crate::progress::{self, ProgressMode, Reporting};
 
 pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&args.name)?;
@@ -15,13 +17,29 @@ pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let store = super::store::open(root)?;
     let image = store.resolve(&args.name)?;
     outln!("The push refers to repository [{}]", reference.name());
-    let content = Arc::new(store.store().content().clone());
+    let progress = progress::start(
+        ProgressMode::for_transfers()?,
+        Vec::new(),
+        Box::new(std::io::stderr()),
+    )?;
+    let whole = progress.task(&format!("pushing {reference}"));
+    let content = Arc::new(Reporting::new(
+        store.store().content().clone(),
+        progress.sink(),
+        "uploading",
+    ));
     let result = super::registry::runtime()?.block_on(client.push_image(
         &reference,
         &image.manifest_digest,
         &content,
         None,
-    ))?;
+    ));
+    match &result {
+        Ok(_) => whole.done(),
+        Err(e) => whole.fail(&e.to_string()),
+    }
+    progress.finish(result.is_ok())?;
+    let result = result?;
     // Layers top first with how each got there, as docker prints them.
     for layer in image.manifest.layers.iter().rev() {
         let how = result

@@ -9,7 +9,7 @@ mod tarfmt;
 
 pub use apply::{ApplyError, ApplyOptions, ApplyStats, apply};
 pub use diff::{DiffError, DiffOptions, DiffStats, archive_tree, diff_overlay_upper, diff_trees};
-pub use secure_root::PathError;
+pub use secure_root::{PathError, Resolved, SecureRoot, clean as clean_entry_name};
 
 /// Name prefix of an OCI whiteout file: `.wh.<name>` deletes `<name>` of lower layers.
 pub const WHITEOUT_PREFIX: &str = ".wh.";

@@ -48,8 +48,8 @@ pub enum PathError {
     },
 }
 
-/// Splits a tar name into its normal components.
-pub(crate) fn clean(name: &[u8]) -> Result<Vec<OsString>, PathError> {
+/// Splits a tar name into its normal components (`..` is refused).
+pub fn clean(name: &[u8]) -> Result<Vec<OsString>, PathError> {
     if name.contains(&0) {
         return Err(PathError::Invalid);
     }
@@ -66,7 +66,7 @@ pub(crate) fn clean(name: &[u8]) -> Result<Vec<OsString>, PathError> {
 
 /// A place inside the root: `parent` is a real directory reached without symlinks.
 #[derive(Debug, Clone)]
-pub(crate) struct Resolved {
+pub struct Resolved {
     pub parent: PathBuf,
     pub name: OsString,
     /// The real path relative to the root.
@@ -74,35 +74,34 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
-    pub(crate) fn path(&self) -> PathBuf {
+    /// The path of the place: `parent` joined with `name`.
+    pub fn path(&self) -> PathBuf {
         self.parent.join(&self.name)
     }
 }
 
 /// The destination directory of an extraction.
 #[derive(Debug)]
-pub(crate) struct SecureRoot {
+pub struct SecureRoot {
     root: PathBuf,
 }
 
 impl SecureRoot {
-    pub(crate) fn new(root: &Path) -> Self {
+    /// A resolver for paths inside `root`.
+    pub fn new(root: &Path) -> Self {
         Self {
             root: root.to_owned(),
         }
     }
 
-    pub(crate) fn root(&self) -> &Path {
+    /// The directory everything resolves inside.
+    pub fn root(&self) -> &Path {
         &self.root
     }
 
     /// Resolves all but the last of `comps` to a real directory (creating missing ones when
     /// `create` is set; else `None` if one is missing) and pairs it with the last component.
-    pub(crate) fn resolve(
-        &self,
-        comps: &[OsString],
-        create: bool,
-    ) -> Result<Option<Resolved>, PathError> {
+    pub fn resolve(&self, comps: &[OsString], create: bool) -> Result<Option<Resolved>, PathError> {
         let Some((name, parents)) = comps.split_last() else {
             return Err(PathError::Invalid);
         };
@@ -120,7 +119,7 @@ impl SecureRoot {
     }
 
     /// Resolves `comps` as a directory; returns its real components below the root.
-    pub(crate) fn resolve_dir(
+    pub fn resolve_dir(
         &self,
         comps: &[OsString],
         create: bool,

@@ -15,7 +15,10 @@ use std::path::Path;
 use crate::archive::{Collector, LoadError, LoadReport};
 use crate::local::ImageStore;
 
-pub use write::{ExportError, ExportImage, Flavor, plan, write_dir, write_tar};
+pub use write::{
+    ExportError, ExportImage, Flavor, image_for, plan, write_dir, write_dir_with, write_tar,
+    write_tar_with,
+};
 
 /// Loads every image an OCI layout directory names (see [`crate::archive::load`] for the
 /// rules), streaming its blobs into the store.

@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::local::reference::{familiar, familiar_tag, split_tag};
 use crate::local::{ImageStore, LocalError, Reference, normalize_tag, parse_reference};
 use crate::oci::{
-    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, Index, SpecError, canonical_json, media,
+    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, ImageConfig, Index, Manifest,
+    SpecError, canonical_json, media,
 };
 
 /// Errors of writing a layout or archive.
@@ -82,24 +83,12 @@ pub fn plan(store: &ImageStore, names: &[String]) -> Result<Vec<ExportImage>, Ex
             {
                 Some(i) => i,
                 None => {
-                    let size = store.store().content().info(&image.manifest_digest)?.size;
-                    let mut manifest = Descriptor::new(
-                        image.manifest.media_type(),
-                        image.manifest_digest.clone(),
-                        size,
-                    );
-                    manifest.platform = Some(crate::oci::Platform {
-                        architecture: image.config.architecture.clone(),
-                        os: image.config.os.clone(),
-                        variant: image.config.variant.clone(),
-                        ..Default::default()
-                    });
-                    out.push(ExportImage {
-                        manifest,
-                        config: image.manifest.config.clone(),
-                        layers: image.manifest.layers.clone(),
-                        names: Vec::new(),
-                    });
+                    out.push(describe(
+                        store,
+                        &image.manifest_digest,
+                        &image.manifest,
+                        &image.config,
+                    )?);
                     out.len() - 1
                 }
             };
@@ -112,6 +101,49 @@ pub fn plan(store: &ImageStore, names: &[String]) -> Result<Vec<ExportImage>, Ex
         }
     }
     Ok(out)
+}
+
+/// One image by manifest digest (which need not be recorded as an image: a variant with
+/// other layer compression is enough), under `names` (any form [`normalize_tag`] accepts).
+/// What an exporter of a just-built image uses instead of [`plan`].
+pub fn image_for(
+    store: &ImageStore,
+    manifest_digest: &Digest,
+    names: &[String],
+) -> Result<ExportImage, ExportError> {
+    let manifest = store.read_manifest(manifest_digest)?;
+    let config = store.read_config(&manifest)?;
+    let mut image = describe(store, manifest_digest, &manifest, &config)?;
+    for name in names {
+        let name = normalize_tag(name).map_err(LocalError::from)?;
+        if !image.names.contains(&name) {
+            image.names.push(name);
+        }
+    }
+    Ok(image)
+}
+
+/// The index entry of a manifest (with the platform its config names) and its blobs.
+fn describe(
+    store: &ImageStore,
+    manifest_digest: &Digest,
+    manifest: &Manifest,
+    config: &ImageConfig,
+) -> Result<ExportImage, ExportError> {
+    let size = store.store().content().info(manifest_digest)?.size;
+    let mut descriptor = Descriptor::new(manifest.media_type(), manifest_digest.clone(), size);
+    descriptor.platform = Some(crate::oci::Platform {
+        architecture: config.architecture.clone(),
+        os: config.os.clone(),
+        variant: config.variant.clone(),
+        ..Default::default()
+    });
+    Ok(ExportImage {
+        manifest: descriptor,
+        config: manifest.config.clone(),
+        layers: manifest.layers.clone(),
+        names: Vec::new(),
+    })
 }
 
 /// `app` (no tag, no digest) → every stored `app:*` tag; anything else as it is.
@@ -146,6 +178,18 @@ pub fn write_dir(
     images: &[ExportImage],
     dir: &Path,
 ) -> Result<(), ExportError> {
+    write_dir_with(store, images, Flavor::Oci, dir, &|_| {})
+}
+
+/// [`write_dir`] for either flavor, calling `progress` with the byte count of every chunk
+/// of blob data written.
+pub fn write_dir_with(
+    store: &ImageStore,
+    images: &[ExportImage],
+    flavor: Flavor,
+    dir: &Path,
+    progress: &dyn Fn(u64),
+) -> Result<(), ExportError> {
     fs::create_dir_all(dir).map_err(|source| ExportError::Create {
         path: dir.to_path_buf(),
         source,
@@ -153,7 +197,7 @@ pub fn write_dir(
     let mut sink = DirSink {
         root: dir.to_path_buf(),
     };
-    write_layout(&mut sink, store, images, Flavor::Oci)
+    write_layout(&mut sink, store, images, flavor, progress)
 }
 
 /// Writes an OCI layout (or, with [`Flavor::Docker`], a `docker save` archive) as a tar
@@ -165,16 +209,44 @@ pub fn write_tar<W: Write>(
     flavor: Flavor,
     writer: W,
 ) -> Result<W, ExportError> {
+    write_tar_with(store, images, flavor, writer, &|_| {})
+}
+
+/// [`write_tar`], calling `progress` with the byte count of every chunk of blob data
+/// written.
+pub fn write_tar_with<W: Write>(
+    store: &ImageStore,
+    images: &[ExportImage],
+    flavor: Flavor,
+    writer: W,
+    progress: &dyn Fn(u64),
+) -> Result<W, ExportError> {
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Deterministic);
     let mut sink = TarSink { builder };
-    write_layout(&mut sink, store, images, flavor)?;
+    write_layout(&mut sink, store, images, flavor, progress)?;
     sink.builder
         .into_inner()
         .map_err(|source| ExportError::Write {
             path: "tar trailer".to_owned(),
             source,
         })
+}
+
+/// Reports the bytes read through it.
+struct Reporting<'a, R> {
+    inner: R,
+    progress: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            (self.progress)(n as u64);
+        }
+        Ok(n)
+    }
 }
 
 trait Sink {
@@ -313,6 +385,7 @@ fn write_layout(
     store: &ImageStore,
     images: &[ExportImage],
     flavor: Flavor,
+    progress: &dyn Fn(u64),
 ) -> Result<(), ExportError> {
     if images.is_empty() {
         return Err(ExportError::NoImages);
@@ -343,9 +416,13 @@ fn write_layout(
     for blob in &blobs {
         let path = blob_path(&blob.digest);
         if sink.has(&path, blob.size) {
+            progress(blob.size);
             continue;
         }
-        let mut reader = content.open(&blob.digest)?;
+        let mut reader = Reporting {
+            inner: content.open(&blob.digest)?,
+            progress,
+        };
         sink.file(&path, blob.size, &mut reader)?;
     }
 

@@ -142,3 +142,18 @@ fn rfc3339_roundtrips() {
         assert_eq!(parse_rfc3339(bad), None, "{bad}");
     }
 }
+
+/// What `docker import` (Docker 20.10) writes: Go's nil maps and slices as `null`.
+#[test]
+fn docker_import_config_with_nulls_parses() {
+    let text = r#"{"architecture":"amd64","config":{"Hostname":"","Env":["PATH=/bin"],"Cmd":["sh"],
+        "Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null,"ExposedPorts":null},
+        "container_config":{"Env":null,"Cmd":null},"os":"linux","os.features":null,"history":null,
+        "rootfs":{"type":"layers","diff_ids":null}}"#;
+    let config = ImageConfig::from_slice(text.as_bytes()).unwrap();
+    let rc = config.config.as_ref().unwrap();
+    assert!(rc.labels.is_empty() && rc.volumes.is_empty() && rc.exposed_ports.is_empty());
+    assert_eq!(rc.entrypoint, None);
+    assert_eq!(rc.cmd.as_deref(), Some(&["sh".to_owned()][..]));
+    assert!(config.history.is_empty() && config.rootfs.diff_ids.is_empty());
+}

@@ -1,6 +1,8 @@
 //! Helpers shared by the `formats*` integration tests: stores, tars and small images.
 #![allow(dead_code)]
 
+pub mod dockerd;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 

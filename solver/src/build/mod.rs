@@ -1,0 +1,247 @@
+//! `rbuild build`: runs a lowered build graph on the store's snapshots with the sandbox,
+//! reusing every step whose cache key is recorded, and exports the target into the local
+//! image store.
+//!
+//! - [`ops`]: the op executor (Source/Exec/File/Merge) and cache keys.
+//! - [`store_cache`]: the cache index in the store's database; [`record`] its records.
+//! - [`image`]: base images for the front end and for `FROM` vertices.
+//! - [`export`]: layers → blobs → config, manifest and tags.
+//! - `file`: file operations through [`crate::fileop`] on a fresh snapshot.
+
+mod error;
+mod exec;
+pub mod export;
+mod file;
+mod fs;
+pub mod image;
+mod ops;
+pub mod record;
+mod store_cache;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rbuild_cache::Store;
+use rbuild_executor::{Helper, Network, Sandbox};
+use rbuild_graph::{Digest, Graph, ImageConfig};
+use rbuild_image::compress::Compression;
+use rbuild_image::local::ImageStore;
+use rbuild_image::registry::RegistryClient;
+use rbuild_image::unpack;
+use serde::Serialize;
+
+pub use error::{BuildError, StepError};
+pub use export::{ExportError, ExportOptions, Exported};
+pub use fs::{ContextDir, Fs, Layer, LayerBlob};
+pub use image::{BaseImage, BaseResolver, ImageError};
+pub use store_cache::StoreCache;
+
+use crate::cancel::CancelToken;
+use crate::context::MetaCache;
+use crate::progress::ProgressSink;
+use crate::scheduler::{SolveError, Solver};
+
+/// Directory (in the store root) of the context metadata cache.
+pub const CONTEXT_CACHE_DIR: &str = "context-v1";
+/// Directory (in the store root) of `RUN --mount=type=cache` directories.
+pub const CACHE_MOUNTS_DIR: &str = "cache-mounts-v1";
+
+/// Everything one build needs.
+pub struct BuildRequest {
+    /// The lowered graph; its target is built.
+    pub graph: Graph,
+    /// The final image's config and history (`Lowered.config`).
+    pub config: ImageConfig,
+    /// The build context directory.
+    pub context: PathBuf,
+    pub store: Store,
+    /// Names to tag the image with.
+    pub tags: Vec<String>,
+    /// Reuse nothing (results are still recorded).
+    pub no_cache: bool,
+    /// Steps run at once.
+    pub jobs: usize,
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: layer mtimes clamped, history times set to it.
+    pub source_date_epoch: Option<i64>,
+    /// Registry access for bases missing from the store.
+    pub client: Option<RegistryClient>,
+    /// The sandbox helper (`Helper::current_exe` with the hidden init argument).
+    pub helper: Helper,
+    pub progress: Arc<dyn ProgressSink<Digest>>,
+    pub cancel: CancelToken,
+}
+
+impl std::fmt::Debug for BuildRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildRequest")
+            .field("context", &self.context)
+            .field("tags", &self.tags)
+            .field("no_cache", &self.no_cache)
+            .field("jobs", &self.jobs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a build did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildReport {
+    /// Image id (config digest).
+    pub image_id: String,
+    pub manifest: String,
+    pub tags: Vec<String>,
+    /// Vertices executed and taken from the cache.
+    pub executed: usize,
+    pub cached: usize,
+    /// `RUN` steps executed.
+    pub run_executed: u64,
+    /// File operations (COPY/ADD/WORKDIR...) executed.
+    pub file_executed: u64,
+    /// Context file contents read and hashed for cache keys.
+    pub context_bytes_read: u64,
+    pub context_files_hashed: u64,
+    /// Context files whose checksum came from the metadata cache.
+    pub context_cache_hits: u64,
+    /// Layers diffed and compressed at export.
+    pub layers_exported: usize,
+}
+
+/// The network of a `RUN` without `--network`: an outbound network of its own when
+/// slirp4netns is installed (BuildKit's default), else loopback only.
+fn default_network() -> Network {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("slirp4netns").is_file()));
+    if found {
+        Network::Sandbox
+    } else {
+        Network::None
+    }
+}
+
+/// Builds `req.graph`'s target and stores it as an image.
+pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
+    let root = req.store.root().to_path_buf();
+    let store_err = |path: PathBuf| {
+        move |e: Box<dyn std::error::Error + Send + Sync>| BuildError::Store { path, source: e }
+    };
+    let snapshotter = Arc::new(
+        unpack::open_snapshotter(&root).map_err(|e| store_err(root.clone())(Box::new(e)))?,
+    );
+    let meta_dir = root.join(CONTEXT_CACHE_DIR);
+    std::fs::create_dir_all(&meta_dir).map_err(|e| store_err(meta_dir.clone())(Box::new(e)))?;
+    let metacache =
+        Arc::new(MetaCache::load(&meta_dir).map_err(|e| store_err(meta_dir.clone())(Box::new(e)))?);
+    let cache_mounts = root.join(CACHE_MOUNTS_DIR);
+    std::fs::create_dir_all(&cache_mounts)
+        .map_err(|e| store_err(cache_mounts.clone())(Box::new(e)))?;
+
+    let dag = crate::load::load_graph(&req.graph).map_err(BuildError::Graph)?;
+    let target = req.graph.target().cloned().ok_or(BuildError::NoTarget)?;
+    let images = ImageStore::new(req.store.clone());
+    let env = Arc::new(ops::Env {
+        vertices: req
+            .graph
+            .vertices()
+            .iter()
+            .map(|v| (v.digest.clone(), v.clone()))
+            .collect(),
+        images: images.clone(),
+        snapshotter: snapshotter.clone(),
+        sandbox: Sandbox::new(req.helper),
+        client: req.client,
+        context_root: req.context.clone(),
+        metacache: metacache.clone(),
+        default_network: default_network(),
+        cache_mounts,
+        counters: ops::Counters::default(),
+    });
+    let cache = Arc::new(StoreCache::new(
+        req.store.meta().clone(),
+        snapshotter.clone(),
+        !req.no_cache,
+    ));
+    let solver = Solver::new(ops::OpExecutor { env: env.clone() })
+        .with_cache(cache)
+        .with_progress(req.progress)
+        .with_jobs(req.jobs)
+        .with_cancel_token(req.cancel.clone());
+    let solved = solver.solve(&dag, std::slice::from_ref(&target)).await;
+    // Whatever happened, the checksums learnt so far save work next time.
+    metacache.prune_stale();
+    let _ = metacache.save(&meta_dir);
+    let solved = solved.map_err(|e| match e {
+        SolveError::Vertex { key, source } => BuildError::Step {
+            description: describe(&req.graph, &key),
+            vertex: key,
+            source,
+        },
+        SolveError::Cache { key, source } => BuildError::Step {
+            description: describe(&req.graph, &key),
+            vertex: key,
+            source: StepError::Unsupported(format!("cache: {source}")),
+        },
+        SolveError::Panicked { key } => BuildError::Step {
+            description: describe(&req.graph, &key),
+            vertex: key,
+            source: StepError::Unsupported("a step that panicked".into()),
+        },
+        SolveError::Dag(d) => BuildError::Graph(d),
+        SolveError::Cancelled => BuildError::Cancelled,
+    })?;
+    if req.cancel.is_cancelled() {
+        return Err(BuildError::Cancelled);
+    }
+    let fs = solved
+        .outputs
+        .get(&target)
+        .cloned()
+        .ok_or(BuildError::NoTarget)?;
+    let layers = fs
+        .as_layers()
+        .ok_or(BuildError::Step {
+            description: describe(&req.graph, &target),
+            vertex: target.clone(),
+            source: StepError::ContextAsLayers,
+        })?
+        .to_vec();
+    let opts = ExportOptions {
+        compression: req.compression,
+        source_date_epoch: req.source_date_epoch,
+        tags: req.tags,
+    };
+    let config = req.config;
+    let cancel = req.cancel.clone();
+    let snap = snapshotter.clone();
+    let exported = tokio::task::spawn_blocking(move || {
+        export::export(&images, &snap, &layers, &config, &opts, &cancel)
+    })
+    .await
+    .map_err(|_| BuildError::Cancelled)?
+    .map_err(|e| match e {
+        ExportError::Cancelled => BuildError::Cancelled,
+        e => BuildError::Export(e),
+    })?;
+    let stats = metacache.stats();
+    Ok(BuildReport {
+        image_id: exported.id.as_str().to_owned(),
+        manifest: exported.manifest.as_str().to_owned(),
+        tags: exported.tags,
+        executed: solved.executed,
+        cached: solved.cached,
+        run_executed: env.counters.run_executed.load(Ordering::Relaxed),
+        file_executed: env.counters.file_executed.load(Ordering::Relaxed),
+        context_bytes_read: stats.bytes_read,
+        context_files_hashed: stats.files_hashed,
+        context_cache_hits: stats.cache_hits,
+        layers_exported: exported.layers_computed,
+    })
+}
+
+fn describe(graph: &Graph, d: &Digest) -> String {
+    graph
+        .vertex(d)
+        .map(|v| v.meta.description.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| d.short().to_owned())
+}

@@ -1,0 +1,225 @@
+//! The op executor: runs one build-graph vertex on snapshots, and computes its cache key
+//! (op definition + parents' keys + checksums of the context files it reads).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rbuild_executor::snapshot::{Committed, Snapshotter};
+use rbuild_executor::{Network, Sandbox};
+use rbuild_graph::{Digest, ExecOp, FileOp, MountKind, Op, SourceOp, Vertex};
+use rbuild_image::local::ImageStore;
+use rbuild_image::registry::RegistryClient;
+
+use super::error::StepError;
+use super::fs::{Fs, Layer};
+use crate::blocking::blocking;
+use crate::cache::CacheKey;
+use crate::context::{Matcher, MetaCache, checksum_selection};
+use crate::scheduler::{ExecContext, Executor};
+
+/// Version of the cache-key parts written here; bump when their meaning changes.
+const KEY_VERSION: &[u8] = b"rbuild.build.v1";
+
+/// Counters of what a build did, for reports and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub run_executed: AtomicU64,
+    pub file_executed: AtomicU64,
+}
+
+/// Everything the op executor shares across vertices.
+#[derive(Debug)]
+pub struct Env {
+    pub vertices: BTreeMap<Digest, Vertex>,
+    pub images: ImageStore,
+    pub snapshotter: Arc<Snapshotter>,
+    pub sandbox: Sandbox,
+    pub client: Option<RegistryClient>,
+    pub context_root: PathBuf,
+    pub metacache: Arc<MetaCache>,
+    /// The network of a `RUN` with the default network mode.
+    pub default_network: Network,
+    /// Where `RUN --mount=type=cache` directories live.
+    pub cache_mounts: PathBuf,
+    pub counters: Counters,
+}
+
+/// Implements [`Executor`] for build-graph ops.
+#[derive(Debug, Clone)]
+pub struct OpExecutor {
+    pub env: Arc<Env>,
+}
+
+/// A fresh snapshot key: unique per process and call (keys are local names, never
+/// part of a cache key).
+pub fn new_snapshot_key(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!("{}-{nanos}-{n}", std::process::id());
+    let d = rbuild_cache::Digest::sha256_of(seed.as_bytes());
+    format!("{prefix}-{}", &d.hex()[..24])
+}
+
+/// The layers of a filesystem input.
+pub fn layers_of(fs: &Fs) -> Result<&[Layer], StepError> {
+    fs.as_layers().ok_or(StepError::ContextAsLayers)
+}
+
+/// The committed snapshots of `layers`, base first.
+pub fn committed(snap: &Snapshotter, layers: &[Layer]) -> Result<Vec<Committed>, StepError> {
+    layers
+        .iter()
+        .map(|l| snap.committed(&l.snapshot).map_err(StepError::Snapshot))
+        .collect()
+}
+
+impl Env {
+    fn vertex(&self, d: &Digest) -> Result<&Vertex, StepError> {
+        self.vertices
+            .get(d)
+            .ok_or_else(|| StepError::UnknownVertex(d.clone()))
+    }
+
+    /// The `.dockerignore` rules of a context source vertex, if `d` is one.
+    fn context_of(&self, d: &Digest) -> Result<Option<Matcher>, StepError> {
+        match &self.vertex(d)?.op {
+            Op::Source(SourceOp::Context(c)) => {
+                if c.name != "context" {
+                    return Err(StepError::UnknownContext(c.name.clone()));
+                }
+                Ok(Some(Matcher::new(&c.exclude).map_err(StepError::Pattern)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Checksum of the context files `paths` select, as a key part.
+    async fn context_checksum(
+        &self,
+        ignore: Matcher,
+        paths: Vec<String>,
+    ) -> Result<Vec<u8>, StepError> {
+        let root = self.context_root.clone();
+        let cache = self.metacache.clone();
+        let sum = blocking(move || checksum_selection(&root, &paths, &ignore, Some(&cache)))
+            .await?
+            .map_err(StepError::Checksum)?;
+        Ok(sum.to_digest_string().into_bytes())
+    }
+}
+
+/// The op as it enters a key: without proxy settings (which never change a result).
+fn op_bytes(op: &Op) -> Vec<u8> {
+    let op = match op {
+        Op::Exec(e) if !e.proxy_env.is_empty() => {
+            let mut e = e.clone();
+            e.proxy_env = Default::default();
+            Op::Exec(e)
+        }
+        other => other.clone(),
+    };
+    // Plain structs, strings and BTreeMaps: serialising cannot fail.
+    serde_json::to_vec(&op).unwrap_or_default()
+}
+
+impl Executor<Digest, Op> for OpExecutor {
+    type Output = Fs;
+    type Error = StepError;
+
+    async fn execute(
+        &self,
+        key: &Digest,
+        op: &Op,
+        inputs: Vec<Fs>,
+        ctx: ExecContext<Digest>,
+    ) -> Result<Fs, StepError> {
+        let env = &self.env;
+        match op {
+            Op::Source(SourceOp::Scratch) => Ok(Fs::layers(Vec::new())),
+            Op::Source(SourceOp::Image(img)) => {
+                super::image::load(&env.images, &env.snapshotter, env.client.as_ref(), img)
+                    .await
+                    .map_err(|e| StepError::Image {
+                        reference: img.reference.clone(),
+                        source: Box::new(e),
+                    })
+            }
+            Op::Source(SourceOp::Context(_)) => {
+                let ignore = env.context_of(key)?.unwrap_or_default();
+                Ok(Fs::context(env.context_root.clone(), ignore))
+            }
+            Op::Source(SourceOp::Http(_)) => Err(StepError::Unsupported("ADD from a URL".into())),
+            Op::Source(SourceOp::Git(_)) => {
+                Err(StepError::Unsupported("ADD from a git repository".into()))
+            }
+            Op::Exec(e) => {
+                let out = super::exec::run(env, e, inputs, &ctx).await?;
+                env.counters.run_executed.fetch_add(1, Ordering::Relaxed);
+                Ok(out)
+            }
+            Op::File(f) => {
+                let out = super::file::run(env, f, inputs, &ctx).await?;
+                env.counters.file_executed.fetch_add(1, Ordering::Relaxed);
+                Ok(out)
+            }
+            Op::Merge(_) => {
+                let mut all = Vec::new();
+                for input in &inputs {
+                    all.extend_from_slice(layers_of(input)?);
+                }
+                Ok(Fs::layers(all))
+            }
+        }
+    }
+
+    async fn cache_key(
+        &self,
+        key: &Digest,
+        op: &Op,
+        inputs: &[CacheKey],
+    ) -> Result<Option<CacheKey>, StepError> {
+        let env = &self.env;
+        let mut parts: Vec<Vec<u8>> = vec![KEY_VERSION.to_vec(), op_bytes(op)];
+        match op {
+            // An unresolved tag could name anything tomorrow; downloads are not cached yet.
+            Op::Source(SourceOp::Image(i)) if i.digest.is_none() => return Ok(None),
+            Op::Source(SourceOp::Http(_) | SourceOp::Git(_)) => return Ok(None),
+            Op::File(FileOp::Copy(c)) => {
+                let vertex = env.vertex(key)?;
+                // Per context input, the sources read from it, in source order.
+                let mut by_input: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+                for s in &c.sources {
+                    by_input.entry(s.input).or_default().push(s.path.clone());
+                }
+                for (input, paths) in by_input {
+                    let Some(d) = vertex.inputs.get(input) else {
+                        continue;
+                    };
+                    if let Some(ignore) = env.context_of(d)? {
+                        parts.push(env.context_checksum(ignore, paths).await?);
+                    }
+                }
+            }
+            Op::Exec(ExecOp { mounts, .. }) => {
+                let vertex = env.vertex(key)?;
+                for m in mounts {
+                    if let MountKind::Bind { input, source, .. } = &m.kind
+                        && let Some(d) = vertex.inputs.get(*input)
+                        && let Some(ignore) = env.context_of(d)?
+                    {
+                        parts.push(env.context_checksum(ignore, vec![source.clone()]).await?);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        Ok(Some(CacheKey::derive(&refs, inputs)))
+    }
+}
