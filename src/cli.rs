@@ -347,6 +347,20 @@ pub struct BuildArgs {
     /// Write the image id to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Where the image goes besides the local store (buildx syntax, repeatable):
+    /// `type=oci|docker|local|tar|image|registry[,dest=PATH][,name=N][,push=true]
+    /// [,compression=gzip|zstd|uncompressed][,compression-level=N]`, or `-o DIR` / `-o -`.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Push the image to its registry under every `-t` name (`--output type=registry`).
+    #[arg(long)]
+    pub push: bool,
+    /// Write the image's digests and names as JSON to this file (as buildx does).
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// How progress is shown: auto (tty on a terminal, else plain), tty, plain, rawjson, quiet.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: crate::progress::ProgressMode,
     /// Write the build's counters as JSON to this file (for tests).
     #[arg(long, hide = true, value_name = "FILE")]
     pub report_file: Option<PathBuf>,

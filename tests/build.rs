@@ -346,3 +346,73 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
     assert_eq!(count(&report, "run_executed"), 1, "{report}");
     assert_eq!(run(&dst, &["app", "cat", "/seen"]), "v2\n");
 }
+
+#[test]
+fn steps_that_change_nothing_add_history_but_no_layer() {
+    let root = root();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN true\nWORKDIR /tmp\nRUN echo x > /x\nENV A=1\n",
+    )]);
+    build(&root, ctx.path(), &["-t", "thin"]);
+    let inspect: serde_json::Value = serde_json::from_str(&root.ok(&["inspect", "thin"])).unwrap();
+    let layers = inspect[0]["RootFS"]["Layers"].as_array().unwrap();
+    // The base layer and the one RUN that wrote a file.
+    assert_eq!(layers.len(), 2, "{inspect}");
+    let history = root.ok(&["history", "--no-trunc", "thin"]);
+    let line = |needle: &str| {
+        history
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in\n{history}"))
+            .to_owned()
+    };
+    assert!(line("RUN /bin/sh -c true").contains(" 0B "), "{history}");
+    assert!(!line("RUN /bin/sh -c echo x").contains(" 0B "), "{history}");
+    assert_eq!(run(&root, &["thin", "cat", "/x"]), "x\n");
+}
+
+#[test]
+fn run_mounts_bind_context_files_keyed_by_content_and_leave_nothing_behind() {
+    let root = root();
+    let dockerfile = r#"
+FROM busybox
+RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /copied
+RUN --mount=type=cache,target=/cache echo $(( $(cat /cache/n 2>/dev/null || echo 0) + 1 )) > /cache/n && cp /cache/n /count
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-listing
+"#;
+    let ctx = context(&[("Dockerfile", dockerfile), ("input.txt", "one\n")]);
+    let first = build(&root, ctx.path(), &["-t", "m:1"]);
+    assert_eq!(count(&first, "run_executed"), 3);
+    assert_eq!(
+        run(
+            &root,
+            &["m:1", "cat", "/copied", "/count", "/tmpfs-listing"]
+        ),
+        "one\n1\nx\n"
+    );
+    for gone in ["/mnt", "/cache", "/scratch"] {
+        let out = root.run(&["run", "--network", "none", "m:1", "ls", gone]);
+        assert!(!out.status.success(), "{gone} left in the image");
+    }
+
+    // The bound file is part of the key: changing it re-runs its step and the rest.
+    std::fs::write(ctx.path().join("input.txt"), "two\n").unwrap();
+    let second = build(&root, ctx.path(), &["-t", "m:2"]);
+    assert_eq!(count(&second, "run_executed"), 3, "{second}");
+    // The cache mount kept its content between builds.
+    assert_eq!(run(&root, &["m:2", "cat", "/copied", "/count"]), "two\n2\n");
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=secret,id=token cat /run/secrets/token\n",
+    )
+    .unwrap();
+    let (_, out) = try_build(&root, ctx.path(), &["-t", "m:3"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("type=secret is not supported yet"),
+        "{stderr}"
+    );
+}

@@ -351,7 +351,7 @@ fn local_output_is_the_final_filesystem_and_matches_umoci() {
 }
 
 #[test]
-fn failed_local_export_leaves_nothing_behind() {
+fn failed_exports_leave_nothing_behind() {
     let (dir, store) = new_store();
     let (manifest, _) = fixture(&store);
     let image = store.read_manifest(&manifest).unwrap();
@@ -370,6 +370,29 @@ fn failed_local_export_leaves_nothing_behind() {
         1,
         "only the store"
     );
+
+    // File outputs: nothing under the name, no temp file beside it or in the store root.
+    for output in [
+        "type=tar,dest={}/fs.tar",
+        "type=oci,dest={}/oci.tar",
+        "type=docker,dest={}/d.tar",
+    ] {
+        let output = output.replace("{}", &dir.path().display().to_string());
+        let spec = OutputSpec::parse(&output).unwrap();
+        let err = Exporter::new(&store).export(&manifest, &spec).unwrap_err();
+        assert!(!err.to_string().is_empty());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "{output}: {err}"
+        );
+        let leftovers: Vec<_> = fs::read_dir(store.store().root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".export-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
 }
 
 /// Entries of a tar: name → (type, mode, uid, gid, size, link target).
@@ -546,20 +569,26 @@ fn oci_layouts_pass_the_oci_tools() {
     assert!(plain.join("index.json").is_file());
 }
 
-/// Records phases and bytes.
+/// Records phases with their totals and the bytes reported in each.
 #[derive(Default)]
 struct Recorder {
-    phases: Mutex<Vec<(String, Option<u64>)>>,
+    phases: Mutex<Vec<(String, Option<u64>, u64)>>,
     bytes: Mutex<u64>,
 }
 
 impl Progress for Recorder {
     fn start(&self, phase: &str, total: Option<u64>) {
-        self.phases.lock().unwrap().push((phase.to_owned(), total));
+        self.phases
+            .lock()
+            .unwrap()
+            .push((phase.to_owned(), total, 0));
     }
 
     fn advance(&self, bytes: u64) {
         *self.bytes.lock().unwrap() += bytes;
+        if let Some(last) = self.phases.lock().unwrap().last_mut() {
+            last.2 += bytes;
+        }
     }
 }
 
@@ -609,9 +638,23 @@ fn recompression_keeps_diff_ids_and_is_remembered() {
         let inspected = tool_ok("skopeo", &["inspect", &format!("oci:{}", layout.display())]);
         assert!(inspected.contains(&report.manifest.digest.to_string()));
         let phases = recorder.phases.lock().unwrap();
+        assert_eq!(phases.len(), 2, "{phases:?}");
         assert_eq!(phases[0].0, "converting layers");
-        assert!(*recorder.bytes.lock().unwrap() > 0);
+        assert!(phases[0].2 > 0, "{phases:?}");
+        // Every blob written is reported, coalesced or not.
+        assert_eq!(phases[1].0, "writing oci");
+        assert_eq!(Some(phases[1].2), phases[1].1, "{phases:?}");
     }
+
+    // Docker media types have no zstd layer type.
+    let spec = OutputSpec::parse(&format!(
+        "type=docker,dest={}/bad.tar,compression=zstd,oci-mediatypes=false",
+        dir.path().display()
+    ))
+    .unwrap();
+    let err = Exporter::new(&store).export(&manifest, &spec).unwrap_err();
+    assert!(matches!(err, OutputError::ZstdDockerMediaTypes), "{err}");
+    assert!(!dir.path().join("bad.tar").exists());
 
     // Without force, gzip layers asked for as gzip stay as they are.
     let same = export(
@@ -797,6 +840,15 @@ fn iidfile_and_metadata_file() {
     ))
     .unwrap();
     let report = Exporter::new(&store).export(&manifest, &spec).unwrap();
+
+    // Without an output, the stored image under the tags.
+    let described = Exporter::new(&store)
+        .tags(&["export-test:1".into()])
+        .describe(&manifest)
+        .unwrap();
+    assert_eq!(described.manifest.digest, manifest);
+    assert_eq!(described.config, id);
+    assert_eq!(described.names, ["docker.io/library/export-test:1"]);
 
     let iid = dir.path().join("iid");
     rbuild_image::export::write_iidfile(&iid, &report).unwrap();

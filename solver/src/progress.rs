@@ -323,6 +323,59 @@ mod tests {
         );
     }
 
+    /// Each vertex "copies" `op` bytes in two halves.
+    struct Copying;
+
+    impl crate::Executor<&'static str, u64> for Copying {
+        type Output = ();
+        type Error = std::convert::Infallible;
+
+        async fn execute(
+            &self,
+            _: &&'static str,
+            op: &u64,
+            _: Vec<()>,
+            ctx: crate::ExecContext<&'static str>,
+        ) -> Result<(), Self::Error> {
+            ctx.progress(op / 2, Some(*op));
+            ctx.progress(*op, Some(*op));
+            Ok(())
+        }
+
+        async fn cache_key(
+            &self,
+            _: &&'static str,
+            _: &u64,
+            _: &[crate::CacheKey],
+        ) -> Result<Option<crate::CacheKey>, Self::Error> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn executors_report_bytes_between_start_and_done() {
+        let mut dag = crate::Dag::builder();
+        dag.add("a", 10, []).unwrap();
+        let dag = dag.build().unwrap();
+        let rec = Arc::new(Recorder::new());
+        crate::Solver::new(Copying)
+            .with_progress(rec.clone())
+            .solve(&dag, &["a"])
+            .await
+            .unwrap();
+        let events = rec.events();
+        assert_eq!(
+            events[..3],
+            [
+                Event::Started("a"),
+                Event::Progress("a", 5, Some(10)),
+                Event::Progress("a", 10, Some(10))
+            ]
+        );
+        assert!(matches!(events[3], Event::Done("a", _)), "{events:?}");
+        assert_eq!(events.len(), 4);
+    }
+
     #[test]
     fn recorder_keeps_vertex_progress() {
         let rec = Recorder::new();

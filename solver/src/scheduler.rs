@@ -102,6 +102,12 @@ impl<K> ExecContext<K> {
     pub fn log(&self, stream: LogStream, bytes: &[u8]) {
         self.progress.vertex_log(&self.key, stream, bytes);
     }
+
+    /// Reports bytes handled so far by the running vertex (absolute, coarse: see
+    /// [`ProgressSink::vertex_progress`]).
+    pub fn progress(&self, current: u64, total: Option<u64>) {
+        self.progress.vertex_progress(&self.key, current, total);
+    }
 }
 
 /// Errors of a solve.

@@ -1,29 +1,29 @@
 //! `rbuild build`: parse and lower the Dockerfile (base images resolved through the local
 //! store, then registries), then one call to `rbuild_solver::build::build`, which runs the
-//! steps and stores the image. Progress is a plain numbered log on stderr for now.
+//! steps and stores the image, then the `--output`/`--push` exporters. Progress goes
+//! through `crate::progress` (tty, plain, rawjson or quiet).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use anyhow::Context as _;
-use rbuild_executor::Helper;
 use rbuild_frontend::{ImageResolver, Platform, ResolveError, ResolvedImage};
-use rbuild_graph::{Digest, Graph, Op, SourceOp};
+use rbuild_graph::{Graph, Op, SourceOp};
 use rbuild_image::compress::Compression;
+use rbuild_image::export::{ExportReport, Exporter, OutputSpec};
 use rbuild_parser::ast::Span;
-use rbuild_solver::build::{BaseResolver, BuildError, BuildRequest};
+use rbuild_solver::build::{BaseResolver, BuildError, BuildRequest, SandboxHelper};
 use rbuild_solver::context::{ignore_file_for, parse_ignore};
-use rbuild_solver::{CancelToken, LogStream, NoProgress, ProgressSink};
+use rbuild_solver::{CancelToken, Task};
 
 use super::run::SANDBOX_INIT;
 use super::settings::DockerfileSettings;
 use crate::cli::{BuildArgs, RegistryArgs};
 use crate::diag::{Level, render};
+use crate::progress::{self, ProgressMode, StepInfo};
 
 pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let mut s = DockerfileSettings::resolve(&args.dockerfile)?;
@@ -47,6 +47,19 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         }
         s.options.labels.insert(k.to_owned(), v.to_owned());
     }
+    let mut outputs = args
+        .outputs
+        .iter()
+        .map(|o| OutputSpec::parse(o).with_context(|| format!("invalid --output {o:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.push {
+        outputs.push(OutputSpec::parse("type=registry")?);
+    }
+    // Layers are compressed once, as the first output wants them; other outputs convert.
+    let compression = outputs
+        .iter()
+        .find_map(OutputSpec::target_compression)
+        .unwrap_or(Compression::DEFAULT_GZIP);
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => Some(
             v.trim()
@@ -102,11 +115,25 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let progress: Arc<dyn ProgressSink<Digest>> = if args.quiet {
-        Arc::new(NoProgress)
+    let mode = if args.quiet {
+        ProgressMode::Quiet
     } else {
-        Arc::new(PlainProgress::new(&lowered.graph))
+        args.progress
     };
+    let steps = lowered
+        .graph
+        .vertices()
+        .iter()
+        .filter(|v| !matches!(v.op, Op::Source(SourceOp::Scratch)))
+        .filter(|v| !v.meta.description.is_empty())
+        .map(|v| {
+            (
+                v.digest.clone(),
+                StepInfo::from((s.display.as_str(), &v.meta)),
+            )
+        })
+        .collect();
+    let progress = progress::start(mode, steps, Box::new(std::io::stderr()))?;
     let cancel = CancelToken::new();
     let graph = lowered.graph.clone();
     let request = BuildRequest {
@@ -117,25 +144,34 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         tags: args.tags.clone(),
         no_cache: args.no_cache,
         jobs: args.jobs.unwrap_or_else(rbuild_solver::default_jobs).max(1),
-        compression: Compression::DEFAULT_GZIP,
+        compression,
         source_date_epoch,
-        client: Some(client),
-        helper: Helper::current_exe(vec![OsString::from(SANDBOX_INIT)])?,
-        progress,
+        client: Some(client.clone()),
+        helper: SandboxHelper::CurrentExe(vec![OsString::from(SANDBOX_INIT)]),
+        progress: progress.sink(),
         cancel: cancel.clone(),
     };
+    let tags = args.tags.clone();
     let result = runtime.block_on(async {
         let watcher = tokio::spawn(cancel_on_signal(cancel.clone()));
-        let result = rbuild_solver::build::build(request).await;
+        let result = match rbuild_solver::build::build(request).await {
+            Ok(report) => export(&images, &client, &progress, &report, &tags, &outputs)
+                .await
+                .map(|exported| (report, exported))
+                .map_err(Failure::Export),
+            Err(e) => Err(Failure::Build(e)),
+        };
         watcher.abort();
         result
     });
-    let report = match result {
+    progress.finish(result.is_ok())?;
+    let (report, exported) = match result {
         Ok(r) => r,
-        Err(e) => {
+        Err(Failure::Build(e)) => {
             eprint!("{}", describe_error(&e, &graph, &s.display, &s.source));
             return Ok(ExitCode::from(1));
         }
+        Err(Failure::Export(e)) => return Err(e),
     };
     if let Some(path) = &args.report_file {
         let json = serde_json::to_string(&report)?;
@@ -145,16 +181,120 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, &report.image_id)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    if let Some(path) = &args.metadata_file {
+        let stats = serde_json::to_value(&report)?;
+        let extra = BTreeMap::from([("rbuild.build.stats".to_owned(), stats)]);
+        rbuild_image::export::write_metadata_file(path, &exported, &extra)?;
+    }
     if args.quiet {
         outln!("{}", report.image_id);
-    } else {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "writing image {} done", report.image_id);
-        for tag in &report.tags {
-            let _ = writeln!(err, "naming to {tag} done");
-        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a build ended without an image.
+enum Failure {
+    /// A step or the store: shown as a diagnostic at the step's line.
+    Build(BuildError),
+    /// An `--output` or `--push`: a plain error.
+    Export(anyhow::Error),
+}
+
+/// Writes every output (each a progress task) and returns what the last one exported, or
+/// the stored image itself when there are no outputs (for `--metadata-file`).
+async fn export(
+    images: &rbuild_image::local::ImageStore,
+    client: &rbuild_image::registry::RegistryClient,
+    progress: &progress::Progress,
+    report: &rbuild_solver::build::BuildReport,
+    tags: &[String],
+    outputs: &[OutputSpec],
+) -> anyhow::Result<ExportReport> {
+    let manifest: rbuild_cache::Digest = report
+        .manifest
+        .parse()
+        .map_err(|e| anyhow::anyhow!("built manifest digest {:?}: {e}", report.manifest))?;
+    let mut last = None;
+    for spec in outputs {
+        let task = TaskProgress::new(progress.task(&format!("exporting to {}", spec.kind.name())));
+        let exporter = Exporter::new(images).tags(tags).progress(&task);
+        match exporter.export_or_push(client, &manifest, spec).await {
+            Ok(exported) => {
+                task.done();
+                last = Some(exported);
+            }
+            Err(e) => {
+                let message = error_chain(&e);
+                task.fail(&message);
+                return Err(anyhow::anyhow!(message));
+            }
+        }
+    }
+    match last {
+        Some(exported) => Ok(exported),
+        None => {
+            // The build tagged the image in the store; say so as BuildKit does.
+            progress
+                .task(&format!("writing image {}", report.image_id))
+                .done();
+            for tag in &report.tags {
+                progress.task(&format!("naming to {tag}")).done();
+            }
+            Ok(Exporter::new(images).tags(tags).describe(&manifest)?)
+        }
+    }
+}
+
+/// An exporter's byte counts as a progress task.
+struct TaskProgress {
+    task: Mutex<Option<Task>>,
+    done: std::sync::atomic::AtomicU64,
+    total: Mutex<Option<u64>>,
+}
+
+impl TaskProgress {
+    fn new(task: Task) -> TaskProgress {
+        TaskProgress {
+            task: Mutex::new(Some(task)),
+            done: std::sync::atomic::AtomicU64::new(0),
+            total: Mutex::new(None),
+        }
+    }
+
+    fn take(&self) -> Option<Task> {
+        self.task.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn done(&self) {
+        if let Some(t) = self.take() {
+            t.done();
+        }
+    }
+
+    fn fail(&self, message: &str) {
+        if let Some(t) = self.take() {
+            t.fail(message);
+        }
+    }
+}
+
+impl rbuild_image::export::Progress for TaskProgress {
+    fn start(&self, _phase: &str, total: Option<u64>) {
+        // Phases of one output (convert, then write) count as one task: restart the bar.
+        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
+        *self.total.lock().unwrap_or_else(|e| e.into_inner()) = total;
+    }
+
+    fn advance(&self, bytes: u64) {
+        let now = self
+            .done
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
+            + bytes;
+        let total = *self.total.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            t.progress(now, total);
+        }
+    }
 }
 
 /// Cancels the build on SIGINT or SIGTERM: running steps are killed, nothing is tagged.
@@ -256,105 +396,6 @@ fn span_of(source: &str, loc: rbuild_graph::Location) -> Span {
         line: loc.line,
         col,
         end_line: loc.end_line.max(loc.line),
-    }
-}
-
-/// BuildKit's plain progress, reduced: `#N <step>`, then `#N CACHED` or the step's output
-/// lines and `#N DONE 0.3s`.
-struct PlainProgress {
-    shown: BTreeMap<Digest, String>,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    numbers: BTreeMap<Digest, usize>,
-    partial: BTreeMap<Digest, Vec<u8>>,
-}
-
-impl PlainProgress {
-    fn new(graph: &Graph) -> PlainProgress {
-        let shown = graph
-            .vertices()
-            .iter()
-            .filter(|v| !matches!(v.op, Op::Source(SourceOp::Scratch)))
-            .filter(|v| !v.meta.description.is_empty())
-            .map(|v| (v.digest.clone(), v.meta.description.clone()))
-            .collect();
-        PlainProgress {
-            shown,
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    /// Runs `f` with the vertex's number and description, if it is shown.
-    fn with(&self, key: &Digest, f: impl FnOnce(&mut State, usize, &str, &mut dyn std::io::Write)) {
-        let Some(desc) = self.shown.get(key) else {
-            return;
-        };
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let next = state.numbers.len() + 1;
-        let (n, fresh) = match state.numbers.get(key) {
-            Some(&n) => (n, false),
-            None => {
-                state.numbers.insert(key.clone(), next);
-                (next, true)
-            }
-        };
-        let mut err = std::io::stderr().lock();
-        if fresh {
-            let _ = writeln!(err, "#{n} {desc}");
-        }
-        f(&mut state, n, desc, &mut err);
-    }
-}
-
-impl ProgressSink<Digest> for PlainProgress {
-    fn vertex_started(&self, key: &Digest) {
-        self.with(key, |_, _, _, _| {});
-    }
-
-    fn vertex_cached(&self, key: &Digest) {
-        self.with(key, |_, n, _, err| {
-            let _ = writeln!(err, "#{n} CACHED");
-        });
-    }
-
-    fn vertex_log(&self, key: &Digest, _stream: LogStream, bytes: &[u8]) {
-        self.with(key, |state, n, _, err| {
-            let buf = state.partial.entry(key.clone()).or_default();
-            buf.extend_from_slice(bytes);
-            while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=i).collect();
-                let _ = writeln!(
-                    err,
-                    "#{n} {}",
-                    String::from_utf8_lossy(&line[..line.len() - 1])
-                );
-            }
-        });
-    }
-
-    fn vertex_done(&self, key: &Digest, elapsed: Duration) {
-        self.with(key, |state, n, _, err| {
-            if let Some(rest) = state.partial.remove(key).filter(|r| !r.is_empty()) {
-                let _ = writeln!(err, "#{n} {}", String::from_utf8_lossy(&rest));
-            }
-            let _ = writeln!(err, "#{n} DONE {:.1}s", elapsed.as_secs_f64());
-        });
-    }
-
-    fn vertex_failed(&self, key: &Digest, error: &str) {
-        self.with(key, |state, n, _, err| {
-            if let Some(rest) = state.partial.remove(key).filter(|r| !r.is_empty()) {
-                let _ = writeln!(err, "#{n} {}", String::from_utf8_lossy(&rest));
-            }
-            if error == "cancelled" {
-                let _ = writeln!(err, "#{n} CANCELED");
-            } else {
-                let _ = writeln!(err, "#{n} ERROR: {error}");
-            }
-        });
     }
 }
 

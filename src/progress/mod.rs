@@ -96,13 +96,15 @@ impl ProgressMode {
     /// nothing otherwise.
     pub fn for_transfers() -> io::Result<ProgressMode> {
         let env = std::env::var(ENV).ok();
-        let tty = io::stderr().is_terminal();
-        match ProgressMode::Auto.resolve(env.as_deref(), tty)? {
-            ProgressMode::Plain if env.as_deref().is_none_or(str::is_empty) => {
-                Ok(ProgressMode::Quiet)
-            }
-            mode => Ok(mode),
-        }
+        transfer_mode(env.as_deref(), io::stderr().is_terminal())
+    }
+}
+
+fn transfer_mode(env: Option<&str>, stderr_is_tty: bool) -> io::Result<ProgressMode> {
+    match env.filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("auto")) {
+        Some(value) => ProgressMode::Auto.resolve(Some(value), stderr_is_tty),
+        None if stderr_is_tty => Ok(ProgressMode::Tty),
+        None => Ok(ProgressMode::Quiet),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rbuild_graph::Digest;
 use rbuild_solver::{LogStream, ProgressSink};
 
-use super::{Clock, ProgressMode, StepInfo, start_with};
+use super::{Clock, ProgressMode, StepInfo, start_with, transfer_mode};
 
 #[derive(Default)]
 struct FakeClock(AtomicU64);
@@ -407,6 +407,25 @@ fn auto_reads_the_environment_then_the_terminal() {
         ProgressMode::Plain.resolve(Some("tty"), true).unwrap(),
         ProgressMode::Plain
     );
+}
+
+#[test]
+fn transfers_are_silent_without_a_terminal_unless_asked() {
+    assert_eq!(transfer_mode(None, false).unwrap(), ProgressMode::Quiet);
+    assert_eq!(
+        transfer_mode(Some("auto"), false).unwrap(),
+        ProgressMode::Quiet
+    );
+    assert_eq!(transfer_mode(None, true).unwrap(), ProgressMode::Tty);
+    assert_eq!(
+        transfer_mode(Some("plain"), true).unwrap(),
+        ProgressMode::Plain
+    );
+    assert_eq!(
+        transfer_mode(Some("rawjson"), false).unwrap(),
+        ProgressMode::RawJson
+    );
+    assert!(transfer_mode(Some("fancy"), false).is_err());
 }
 
 #[test]

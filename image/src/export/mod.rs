@@ -5,10 +5,10 @@
 //!
 //! The layouts and archives come from [`crate::layout`] (one writer for `rbuild save` and
 //! for builds); the filesystem from [`crate::layer::apply`]; pushes from
-//! [`RegistryClient::push_image`]. Outputs asking for other layer compression or media
-//! types get a variant manifest (see [`convert`]). Files are written to a temp file beside
-//! the destination and renamed into place, so a failed export leaves nothing half written
-//! under the requested name.
+//! [`crate::registry::RegistryClient::push_image`]. Outputs asking for other layer
+//! compression or media types get a variant manifest (see `convert.rs`). Files are written
+//! to a temp file beside the destination and renamed into place, so a failed export leaves
+//! nothing half written under the requested name.
 //!
 //! ```no_run
 //! # use rbuild_image::export::{Exporter, OutputSpec};
@@ -30,15 +30,17 @@ mod spec;
 
 use std::io::{self, IsTerminal as _, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rbuild_cache::{ContentError, Digest, StoreError};
 
+pub use crate::layout::Flavor;
 pub use metadata::{metadata_json, write_iidfile, write_metadata_file};
 pub use spec::{CompressionKind, Destination, OutputKind, OutputSpec, ParseError};
 
 use crate::compress::CompressError;
 use crate::layer::{ApplyError, DiffError};
-use crate::layout::{ExportError, Flavor, image_for, write_dir_with, write_tar_with};
+use crate::layout::{ExportError, ExportImage, image_for, plan, write_dir_with, write_tar_with};
 use crate::local::{ImageStore, LocalError, NewImage, normalize_tag};
 use crate::oci::Descriptor;
 use crate::registry::{PushResult, ReferenceError, RegistryError};
@@ -66,6 +68,8 @@ pub enum OutputError {
     Stdout(#[source] io::Error),
     #[error("refusing to write a {0} output to a terminal: give dest= or redirect stdout")]
     Terminal(&'static str),
+    #[error("type=tar writes a file, not the directory {0}")]
+    TarToDir(PathBuf),
     #[error("destination {0} is not a directory")]
     NotADirectory(PathBuf),
     #[error("cannot apply layer {layer}")]
@@ -135,6 +139,47 @@ impl<F: Fn(u64)> Progress for F {
 /// Progress that reports nothing.
 fn no_progress(_: u64) {}
 
+/// Bytes gathered before they are passed on: renderers want coarse counts, and readers
+/// report every 8 KiB chunk.
+const COALESCE: u64 = 1 << 20;
+
+/// Forwards progress in steps of at least [`COALESCE`] bytes; the rest goes out when a
+/// phase starts and when the export ends.
+struct Coalesced<'a> {
+    inner: &'a (dyn Progress + Sync),
+    pending: AtomicU64,
+}
+
+impl<'a> Coalesced<'a> {
+    fn new(inner: &'a (dyn Progress + Sync)) -> Self {
+        Coalesced {
+            inner,
+            pending: AtomicU64::new(0),
+        }
+    }
+
+    fn flush(&self) {
+        let pending = self.pending.swap(0, Ordering::Relaxed);
+        if pending > 0 {
+            self.inner.advance(pending);
+        }
+    }
+}
+
+impl Progress for Coalesced<'_> {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        self.flush();
+        self.inner.start(phase, total);
+    }
+
+    fn advance(&self, bytes: u64) {
+        let pending = self.pending.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if pending >= COALESCE {
+            self.flush();
+        }
+    }
+}
+
 /// Reports the bytes read through it.
 pub(crate) struct ProgressReader<'a, R> {
     inner: R,
@@ -202,7 +247,7 @@ pub struct ExportReport {
 pub struct Exporter<'a> {
     store: &'a ImageStore,
     tags: Vec<String>,
-    progress: &'a (dyn Progress + Sync),
+    progress: Coalesced<'a>,
 }
 
 impl std::fmt::Debug for Exporter<'_> {
@@ -218,7 +263,7 @@ impl<'a> Exporter<'a> {
         Exporter {
             store,
             tags: Vec::new(),
-            progress: &no_progress,
+            progress: Coalesced::new(&no_progress),
         }
     }
 
@@ -229,7 +274,7 @@ impl<'a> Exporter<'a> {
     }
 
     pub fn progress(mut self, progress: &'a (dyn Progress + Sync)) -> Exporter<'a> {
-        self.progress = progress;
+        self.progress = Coalesced::new(progress);
         self
     }
 
@@ -263,7 +308,7 @@ impl<'a> Exporter<'a> {
                 force: spec.force_compression,
                 oci_mediatypes: spec.oci_mediatypes,
             },
-            self.progress,
+            &self.progress,
         )
     }
 
@@ -277,6 +322,13 @@ impl<'a> Exporter<'a> {
             names,
             pushed: Vec::new(),
         })
+    }
+
+    /// The report of the stored image under the tags, with nothing written: what
+    /// `--iidfile` and `--metadata-file` describe when a build has no `--output`.
+    pub fn describe(&self, manifest: &Digest) -> Result<ExportReport, OutputError> {
+        let names = self.names(&OutputSpec::parse("type=image")?)?;
+        self.report(manifest, names)
     }
 
     /// Writes every output that needs no registry; `type=image` without `push` records the
@@ -294,7 +346,20 @@ impl<'a> Exporter<'a> {
         let _gc = self.store.store().gc_guard()?;
         let names = self.names(spec)?;
         let exported = self.prepare(manifest, spec)?;
-        let progress = self.progress;
+        let progress = &self.progress;
+        let result = self.write(&exported, &names, spec, progress);
+        progress.flush();
+        result?;
+        self.report(&exported, names)
+    }
+
+    fn write(
+        &self,
+        exported: &Digest,
+        names: &[String],
+        spec: &OutputSpec,
+        progress: &dyn Progress,
+    ) -> Result<(), OutputError> {
         match &spec.kind {
             OutputKind::Oci(dest) | OutputKind::Docker(dest) => {
                 let flavor = if matches!(spec.kind, OutputKind::Oci(_)) {
@@ -302,38 +367,26 @@ impl<'a> Exporter<'a> {
                 } else {
                     Flavor::Docker
                 };
-                let images = [image_for(self.store, &exported, &names)?];
+                let images = [image_for(self.store, exported, names)?];
                 let total = images[0].layers.iter().map(|l| l.size).sum::<u64>()
                     + images[0].config.size
                     + images[0].manifest.size;
                 progress.start(&format!("writing {}", spec.kind.name()), Some(total));
-                let report = |n: u64| progress.advance(n);
-                match dest {
-                    Destination::Dir(dir) => {
-                        write_dir_with(self.store, &images, flavor, dir, &report)?
-                    }
-                    Destination::File(path) => write_file(path, |w| {
-                        write_tar_with(self.store, &images, flavor, w, &report)
-                            .map_err(OutputError::from)
-                    })?,
-                    Destination::Stdout => write_stdout(spec.kind.name(), |w| {
-                        write_tar_with(self.store, &images, flavor, w, &report)
-                            .map_err(OutputError::from)
-                    })?,
-                }
+                write_layout_to(self.store, &images, flavor, dest, progress)?;
             }
-            OutputKind::Local(dir) => rootfs::write_local(self.store, &exported, dir, progress)?,
+            OutputKind::Local(dir) => rootfs::write_local(self.store, exported, dir, progress)?,
             OutputKind::Tar(dest) => match dest {
                 Destination::File(path) => write_file(path, |w| {
-                    rootfs::write_tar(self.store, &exported, w, progress)
+                    rootfs::write_tar(self.store, exported, w, progress)
                 })?,
-                Destination::Stdout | Destination::Dir(_) => write_stdout("tar", |w| {
-                    rootfs::write_tar(self.store, &exported, w, progress)
+                Destination::Stdout => write_stdout("tar", |w| {
+                    rootfs::write_tar(self.store, exported, w, progress)
                 })?,
+                Destination::Dir(dir) => return Err(OutputError::TarToDir(dir.clone())),
             },
-            OutputKind::Image { .. } => self.record(&exported, &names)?,
+            OutputKind::Image { .. } => self.record(exported, names)?,
         }
-        self.report(&exported, names)
+        Ok(())
     }
 
     /// Tags `names` in the local store (the image, or its variant, becomes a stored image).
@@ -347,6 +400,43 @@ impl<'a> Exporter<'a> {
         }])?;
         Ok(())
     }
+}
+
+/// `rbuild save`: the images `names` select (see [`crate::layout::plan`]) as one docker
+/// archive or OCI layout, to a file (atomically), a directory or stdout.
+pub fn save(
+    store: &ImageStore,
+    names: &[String],
+    flavor: Flavor,
+    dest: &Destination,
+) -> Result<(), OutputError> {
+    let images = plan(store, names)?;
+    write_layout_to(store, &images, flavor, dest, &no_progress)
+}
+
+/// Writes a layout or archive of `images` to its destination.
+fn write_layout_to(
+    store: &ImageStore,
+    images: &[ExportImage],
+    flavor: Flavor,
+    dest: &Destination,
+    progress: &dyn Progress,
+) -> Result<(), OutputError> {
+    let report = |n: u64| progress.advance(n);
+    let kind = match flavor {
+        Flavor::Oci => "oci",
+        Flavor::Docker => "docker",
+    };
+    match dest {
+        Destination::Dir(dir) => write_dir_with(store, images, flavor, dir, &report)?,
+        Destination::File(path) => write_file(path, |w| {
+            write_tar_with(store, images, flavor, w, &report).map_err(OutputError::from)
+        })?,
+        Destination::Stdout => write_stdout(kind, |w| {
+            write_tar_with(store, images, flavor, w, &report).map_err(OutputError::from)
+        })?,
+    }
+    Ok(())
 }
 
 /// Writes a file through `f` into a temp file beside `path`, then renames it into place.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rbuild_cache::{ContentError, ContentStore, Descriptor as BlobDescriptor, Digest};
 
-use super::{ExportReport, Exporter, OutputError, OutputSpec};
+use super::{ExportReport, Exporter, OutputError, OutputSpec, Progress as _};
 use crate::registry::{Reference, RegistryClient};
 
 /// A content store that counts the bytes read from it.

@@ -214,16 +214,18 @@ pub async fn run(
     let run_handle = handle.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut tail = Tail::default();
-        let status = env_ptr
-            .sandbox
-            .run(&spec, &run_handle, &mut |stream, data| {
-                tail.push(data);
-                let stream = match stream {
-                    Stream::Stdout => LogStream::Stdout,
-                    Stream::Stderr => LogStream::Stderr,
-                };
-                log_ctx.log(stream, data);
-            });
+        let sandbox = match env_ptr.sandbox() {
+            Ok(s) => s,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let status = sandbox.run(&spec, &run_handle, &mut |stream, data| {
+            tail.push(data);
+            let stream = match stream {
+                Stream::Stdout => LogStream::Stdout,
+                Stream::Stderr => LogStream::Stderr,
+            };
+            log_ctx.log(stream, data);
+        });
         (status, tail.finish())
     })
     .await;
@@ -253,15 +255,21 @@ pub async fn run(
         });
     }
     let snap = env.snapshotter.clone();
+    let lowers: Vec<PathBuf> = parents.iter().map(|c| c.dir().to_owned()).collect();
     tokio::task::spawn_blocking(move || {
-        snap.commit(active)?;
-        // Commits of volatile overlays are durable only after a sync; the cache record
-        // written next must never point at a layer a crash could lose.
-        snap.sync()
+        let layer = snap.commit(active).map_err(StepError::Snapshot)?;
+        // Nobody knows the key yet, so the fresh layer may still be trimmed.
+        super::stubs::prune_copied_up_dirs(layer.dir(), &lowers).map_err(|source| {
+            StepError::Io {
+                path: layer.dir().to_owned(),
+                source,
+            }
+        })?;
+        // Durable with the next cache flush, which syncs before it records anything.
+        Ok::<(), StepError>(())
     })
     .await
-    .map_err(|_| StepError::Cancelled)?
-    .map_err(StepError::Snapshot)?;
+    .map_err(|_| StepError::Cancelled)??;
     let mut layers = parent_layers;
     layers.push(Layer {
         snapshot: key,

@@ -216,9 +216,18 @@ pub fn export(
     let mut computed = 0;
     let mut blobs: Vec<Option<LayerBlob>> = Vec::with_capacity(layers.len());
     for layer in layers {
+        let stored = |b: &LayerBlob| {
+            images
+                .store()
+                .content()
+                .info(&b.digest)
+                .is_ok_and(|i| i.size == b.size)
+        };
         blobs.push(match &layer.blob {
-            Some(b) => Some(b.clone()),
-            None => built_blob(images, snapshotter, &layer.snapshot, opts, &mut computed)?,
+            Some(b) if stored(b) => Some(b.clone()),
+            // A base layer whose blob was pruned since it was unpacked: made again from
+            // its snapshot, like a built layer.
+            _ => built_blob(images, snapshotter, &layer.snapshot, opts, &mut computed)?,
         });
     }
 

@@ -77,8 +77,9 @@ pub async fn run(
         fileop::apply(&op, active.path(), &sources, &cancel)?;
         drop(sources);
         drop(seen);
+        // Durable with the next cache flush, which syncs before it records anything.
         snap.commit(active).map_err(StepError::Snapshot)?;
-        snap.sync().map_err(StepError::Snapshot)
+        Ok(())
     })
     .await
     .map_err(|_| StepError::Cancelled)??;

@@ -17,13 +17,14 @@ pub mod image;
 mod ops;
 pub mod record;
 mod store_cache;
+mod stubs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rbuild_cache::Store;
-use rbuild_executor::{Helper, Network, Sandbox};
+use rbuild_executor::{Helper, Network};
 use rbuild_graph::{Digest, Graph, ImageConfig};
 use rbuild_image::compress::Compression;
 use rbuild_image::local::ImageStore;
@@ -67,8 +68,8 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// Registry access for bases missing from the store.
     pub client: Option<RegistryClient>,
-    /// The sandbox helper (`Helper::current_exe` with the hidden init argument).
-    pub helper: Helper,
+    /// How to start sandboxes; made only when a `RUN` step executes.
+    pub helper: SandboxHelper,
     pub progress: Arc<dyn ProgressSink<Digest>>,
     pub cancel: CancelToken,
 }
@@ -82,6 +83,15 @@ impl std::fmt::Debug for BuildRequest {
             .field("jobs", &self.jobs)
             .finish_non_exhaustive()
     }
+}
+
+/// The program that becomes the sandbox init.
+#[derive(Debug)]
+pub enum SandboxHelper {
+    /// This executable, re-run with these arguments (`Helper::current_exe`).
+    CurrentExe(Vec<std::ffi::OsString>),
+    /// A helper made by the caller (taken by the first `RUN`).
+    Given(Option<Helper>),
 }
 
 /// What a build did.
@@ -148,7 +158,7 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
             .collect(),
         images: images.clone(),
         snapshotter: snapshotter.clone(),
-        sandbox: Sandbox::new(req.helper),
+        sandbox: std::sync::Mutex::new(ops::SandboxSlot::Pending(req.helper)),
         client: req.client,
         context_root: req.context.clone(),
         metacache: metacache.clone(),
@@ -162,12 +172,17 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         !req.no_cache,
     ));
     let solver = Solver::new(ops::OpExecutor { env: env.clone() })
-        .with_cache(cache)
+        .with_cache(cache.clone())
         .with_progress(req.progress)
         .with_jobs(req.jobs)
         .with_cancel_token(req.cancel.clone());
     let solved = solver.solve(&dag, std::slice::from_ref(&target)).await;
-    // Whatever happened, the checksums learnt so far save work next time.
+    // Whatever happened, what finished and the checksums learnt so far save work next
+    // time.
+    let flushed = {
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || cache.flush()).await
+    };
     metacache.prune_stale();
     let _ = metacache.save(&meta_dir);
     let solved = solved.map_err(|e| match e {
@@ -189,6 +204,9 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         SolveError::Dag(d) => BuildError::Graph(d),
         SolveError::Cancelled => BuildError::Cancelled,
     })?;
+    flushed
+        .map_err(|_| BuildError::Cancelled)?
+        .map_err(|e| BuildError::Cache(Box::new(e)))?;
     if req.cancel.is_cancelled() {
         return Err(BuildError::Cancelled);
     }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rbuild_executor::snapshot::{Committed, Snapshotter};
-use rbuild_executor::{Network, Sandbox};
+use rbuild_executor::{Helper, Network, Sandbox};
 use rbuild_graph::{Digest, ExecOp, FileOp, MountKind, Op, SourceOp, Vertex};
 use rbuild_image::local::ImageStore;
 use rbuild_image::registry::RegistryClient;
 
+use super::SandboxHelper;
 use super::error::StepError;
 use super::fs::{Fs, Layer};
 use crate::blocking::blocking;
@@ -35,7 +36,8 @@ pub struct Env {
     pub vertices: BTreeMap<Digest, Vertex>,
     pub images: ImageStore,
     pub snapshotter: Arc<Snapshotter>,
-    pub sandbox: Sandbox,
+    /// Made on the first `RUN` (sealing the helper binary costs a copy of it).
+    pub sandbox: std::sync::Mutex<SandboxSlot>,
     pub client: Option<RegistryClient>,
     pub context_root: PathBuf,
     pub metacache: Arc<MetaCache>,
@@ -44,6 +46,13 @@ pub struct Env {
     /// Where `RUN --mount=type=cache` directories live.
     pub cache_mounts: PathBuf,
     pub counters: Counters,
+}
+
+/// The sandbox of a build, or how to make it.
+#[derive(Debug)]
+pub enum SandboxSlot {
+    Pending(SandboxHelper),
+    Ready(Arc<Sandbox>),
 }
 
 /// Implements [`Executor`] for build-graph ops.
@@ -80,6 +89,24 @@ pub fn committed(snap: &Snapshotter, layers: &[Layer]) -> Result<Vec<Committed>,
 }
 
 impl Env {
+    /// The sandbox, made on first use.
+    pub fn sandbox(&self) -> Result<Arc<Sandbox>, rbuild_executor::SandboxError> {
+        let mut slot = self.sandbox.lock().unwrap_or_else(|e| e.into_inner());
+        let helper = match &mut *slot {
+            SandboxSlot::Ready(s) => return Ok(s.clone()),
+            SandboxSlot::Pending(SandboxHelper::CurrentExe(args)) => {
+                Helper::current_exe(args.clone())?
+            }
+            SandboxSlot::Pending(SandboxHelper::Given(h)) => match h.take() {
+                Some(h) => h,
+                None => return Err(rbuild_executor::SandboxError::Cancelled),
+            },
+        };
+        let sandbox = Arc::new(Sandbox::new(helper));
+        *slot = SandboxSlot::Ready(sandbox.clone());
+        Ok(sandbox)
+    }
+
     fn vertex(&self, d: &Digest) -> Result<&Vertex, StepError> {
         self.vertices
             .get(d)
@@ -221,5 +248,51 @@ impl Executor<Digest, Op> for OpExecutor {
         }
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         Ok(Some(CacheKey::derive(&refs, inputs)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_graph::{NetworkMode, Platform, ProxyEnv, SecurityMode};
+
+    fn exec(proxy: ProxyEnv, args: &[&str]) -> Op {
+        Op::Exec(ExecOp {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::Default,
+            security: SecurityMode::Sandbox,
+            platform: Platform::linux_amd64(),
+            mounts: vec![],
+            proxy_env: proxy,
+        })
+    }
+
+    #[test]
+    fn proxy_settings_never_enter_a_key_but_the_command_does() {
+        let plain = exec(ProxyEnv::default(), &["true"]);
+        let proxied = exec(
+            ProxyEnv {
+                http_proxy: Some("http://proxy:3128".into()),
+                ..ProxyEnv::default()
+            },
+            &["true"],
+        );
+        assert_eq!(op_bytes(&plain), op_bytes(&proxied));
+        assert_ne!(
+            op_bytes(&plain),
+            op_bytes(&exec(ProxyEnv::default(), &["false"]))
+        );
+    }
+
+    #[test]
+    fn snapshot_keys_are_unique_and_valid_names() {
+        let a = new_snapshot_key("run");
+        let b = new_snapshot_key("run");
+        assert_ne!(a, b);
+        assert!(a.starts_with("run-"));
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
     }
 }

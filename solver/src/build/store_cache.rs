@@ -1,7 +1,14 @@
 //! The build cache in the store: step results recorded in the metadata database's cache
 //! index ([`super::record`]), checked against the snapshots they name on every hit.
+//!
+//! Records are written in batches ([`StoreCache::flush`]): first one `syncfs` makes every
+//! layer committed so far durable (snapshots are committed on volatile overlays), then one
+//! transaction writes the records. A record therefore never names a layer a crash could
+//! lose, and a build pays for one sync per batch instead of one per step. A build killed
+//! before a flush loses only the records of that batch; its layers are then unreferenced.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use rbuild_cache::Meta;
 use rbuild_executor::snapshot::{SnapshotError, Snapshotter};
@@ -19,7 +26,12 @@ pub struct StoreCache {
     snapshotter: Arc<Snapshotter>,
     /// `false` for `--no-cache`: nothing is reused, results are still recorded.
     read: bool,
+    /// Records not yet written (database key → record).
+    pending: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
 }
+
+/// Records buffered before a flush is forced.
+const FLUSH_EVERY: usize = 32;
 
 impl StoreCache {
     pub fn new(meta: Meta, snapshotter: Arc<Snapshotter>, read: bool) -> StoreCache {
@@ -27,17 +39,55 @@ impl StoreCache {
             meta,
             snapshotter,
             read,
+            pending: Arc::default(),
         }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        // Inserts and takes cannot leave the map half-updated.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the layers durable and writes every buffered record in one transaction.
+    pub fn flush(&self) -> Result<(), StepError> {
+        let batch = std::mem::take(&mut *self.pending());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .snapshotter
+            .sync()
+            .map_err(StepError::Snapshot)
+            .and_then(|()| {
+                self.meta
+                    .write(|tx| {
+                        for (k, v) in &batch {
+                            tx.cache_put(k, v)?;
+                        }
+                        Ok::<_, rbuild_cache::MetaError>(())
+                    })
+                    .map_err(StepError::Meta)
+            });
+        if written.is_err() {
+            // Put back, so a later flush may still succeed.
+            let mut pending = self.pending();
+            for (k, v) in batch {
+                pending.entry(k).or_insert(v);
+            }
+        }
+        written
     }
 
     /// The recorded result of `key`, if every snapshot it names still exists.
     pub fn lookup(&self, key: &CacheKey) -> Result<Option<Fs>, StepError> {
-        let Some(bytes) = self
-            .meta
-            .cache_get(&step_key(key))
-            .map_err(StepError::Meta)?
-        else {
-            return Ok(None);
+        let db_key = step_key(key);
+        let buffered = self.pending().get(&db_key).cloned();
+        let bytes = match buffered {
+            Some(b) => b,
+            None => match self.meta.cache_get(&db_key).map_err(StepError::Meta)? {
+                Some(b) => b,
+                None => return Ok(None),
+            },
         };
         let Some(record) = StepRecord::decode(&bytes) else {
             return Ok(None);
@@ -62,9 +112,12 @@ impl StoreCache {
             return Ok(());
         };
         let bytes = StepRecord::from_layers(layers).encode();
-        self.meta
-            .cache_put(&step_key(key), &bytes)
-            .map_err(StepError::Meta)
+        let full = {
+            let mut pending = self.pending();
+            pending.insert(step_key(key), bytes);
+            pending.len() >= FLUSH_EVERY
+        };
+        if full { self.flush() } else { Ok(()) }
     }
 }
 
@@ -132,11 +185,17 @@ mod tests {
         let hit = cache.get(&key).await.unwrap().expect("hit");
         assert_eq!(hit.as_layers(), fs.as_layers());
         assert!(cache.get(&other).await.unwrap().is_none());
+        // Buffered until a flush; then another handle (a later build) sees it.
+        let later = StoreCache::new(cache.meta.clone(), snap.clone(), true);
+        assert!(later.get(&key).await.unwrap().is_none());
+        cache.flush().unwrap();
+        assert!(later.get(&key).await.unwrap().is_some());
 
         // --no-cache: never a hit, still recorded.
         let blind = StoreCache::new(cache.meta.clone(), snap.clone(), false);
         assert!(blind.get(&key).await.unwrap().is_none());
         blind.put(&other, &fs).await.unwrap();
+        blind.flush().unwrap();
         assert!(cache.get(&other).await.unwrap().is_some());
 
         // A record whose snapshot is gone is a miss.
@@ -150,6 +209,7 @@ mod tests {
         let key = CacheKey::derive(&[b"ctx"], &[]);
         let ctx = Fs::context(dir.path().to_owned(), Default::default());
         cache.put(&key, &ctx).await.unwrap();
+        cache.flush().unwrap();
         assert!(cache.meta.cache_get(&step_key(&key)).unwrap().is_none());
     }
 }

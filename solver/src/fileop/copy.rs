@@ -68,6 +68,15 @@ pub(crate) fn copy(
         Some(Matcher::new(&action.exclude).map_err(pattern_err(&action.exclude))?)
     };
 
+    if !action.create_dest_path {
+        // BuildKit: without `create_dest_path` the destination's parent must exist.
+        let parent = Path::new(&action.dest).parent().unwrap_or(Path::new("/"));
+        let real = resolve(dest, parent, true, &super::root::all_visible)?;
+        if !dest.join(&real).is_dir() {
+            return Err(FileOpError::NotFound(parent.display().to_string()));
+        }
+    }
+
     let mut planned = Vec::new();
     for src in &action.sources {
         if cancel.is_cancelled() {

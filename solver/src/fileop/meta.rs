@@ -50,9 +50,51 @@ pub(crate) fn copy_metadata(
     set_times(abs, rel, meta)
 }
 
-/// Sets `abs`'s access and modification times to those of `meta` (nanoseconds kept).
-pub(crate) fn set_times(abs: &Path, rel: &Path, meta: &Metadata) -> Result<(), FileOpError> {
-    let ts = Timestamps {
+/// [`copy_metadata`] for a regular file just written through `dst`, from the open source
+/// `src`: the same steps on the descriptors, without path lookups.
+pub(crate) fn copy_file_metadata(
+    src: &std::fs::File,
+    meta: &Metadata,
+    dst: &std::fs::File,
+    rel: &Path,
+    owner: Owner,
+    mode: u32,
+) -> Result<(), FileOpError> {
+    std::os::unix::fs::fchown(dst, Some(owner.uid), Some(owner.gid))
+        .map_err(io_err("cannot chown", rel))?;
+    dst.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_err("cannot chmod", rel))?;
+    {
+        use xattr::FileExt;
+        let names = match src.list_xattr() {
+            Ok(n) => Some(n),
+            Err(e) if tolerable_xattr_error(&e) => None,
+            Err(e) => return Err(io_err("cannot list xattrs of source for", rel)(e)),
+        };
+        for name in names.into_iter().flatten() {
+            let text = name.to_string_lossy();
+            if OVERLAY_XATTR_PREFIXES.iter().any(|p| text.starts_with(p)) {
+                continue;
+            }
+            let value = match src.get_xattr(&name) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) if tolerable_xattr_error(&e) => continue,
+                Err(e) => return Err(io_err("cannot read xattr of source for", rel)(e)),
+            };
+            match dst.set_xattr(&name, &value) {
+                Ok(()) => {}
+                Err(e) if tolerable_xattr_error(&e) => {}
+                Err(e) => return Err(io_err("cannot set xattr on", rel)(e)),
+            }
+        }
+    }
+    rustix::fs::futimens(dst, &timestamps(meta))
+        .map_err(|e| io_err("cannot set times of", rel)(e.into()))
+}
+
+fn timestamps(meta: &Metadata) -> Timestamps {
+    Timestamps {
         last_access: Timespec {
             tv_sec: meta.atime(),
             tv_nsec: meta.atime_nsec() as _,
@@ -61,8 +103,12 @@ pub(crate) fn set_times(abs: &Path, rel: &Path, meta: &Metadata) -> Result<(), F
             tv_sec: meta.mtime(),
             tv_nsec: meta.mtime_nsec() as _,
         },
-    };
-    rustix::fs::utimensat(CWD, abs, &ts, AtFlags::SYMLINK_NOFOLLOW)
+    }
+}
+
+/// Sets `abs`'s access and modification times to those of `meta` (nanoseconds kept).
+pub(crate) fn set_times(abs: &Path, rel: &Path, meta: &Metadata) -> Result<(), FileOpError> {
+    rustix::fs::utimensat(CWD, abs, &timestamps(meta), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(|e| io_err("cannot set times of", rel)(e.into()))
 }
 

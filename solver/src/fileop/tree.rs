@@ -9,10 +9,10 @@
 //! `std::io::copy`); hard links follow, and directory metadata is set last, deepest first,
 //! so that writing children does not disturb a directory's mtime.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,9 +24,12 @@ use crate::CancelToken;
 use crate::context::{AncestorHits, Matcher};
 
 use super::chmod::ModeSpec;
-use super::meta::{Owner, Place, copy_metadata, io_err, set_times};
+use super::meta::{Owner, Place, copy_file_metadata, copy_metadata, io_err, set_times};
 use super::select::{match_path, sorted_names};
 use super::{FileOpError, FileStats};
+
+/// Bytes asked of one `copy_file_range` call (the kernel caps it near 2 GiB anyway).
+const COPY_CHUNK: usize = 1 << 30;
 
 /// How entries are filtered, owned and moded.
 pub(crate) struct TreeOpts<'a> {
@@ -296,8 +299,10 @@ enum DirMeta {
 }
 
 fn write(items: &[Item], opts: &TreeOpts<'_>, stats: &mut FileStats) -> Result<(), FileOpError> {
-    // Directories, in walk order (parents first).
+    // Directories, in walk order (parents first). Entries in a directory created here
+    // need no check for something already in their place.
     let mut dirs = Vec::new();
+    let mut fresh: HashSet<&Path> = HashSet::new();
     for item in items {
         if !matches!(item.kind, Kind::Dir) {
             continue;
@@ -313,6 +318,7 @@ fn write(items: &[Item], opts: &TreeOpts<'_>, stats: &mut FileStats) -> Result<(
                     .create(&item.dst.abs)
                     .map_err(io_err("cannot create directory", &item.dst.rel))?;
                 stats.dirs += 1;
+                fresh.insert(&item.dst.abs);
                 DirMeta::Full
             }
             Some(m) if !m.is_dir() => {
@@ -335,12 +341,16 @@ fn write(items: &[Item], opts: &TreeOpts<'_>, stats: &mut FileStats) -> Result<(
         .filter(|i| matches!(i.kind, Kind::File | Kind::Symlink | Kind::Special))
         .try_for_each(|item| -> Result<(), FileOpError> {
             opts.check_cancel()?;
-            make_empty_target(&item.dst)?;
+            if !item.dst.abs.parent().is_some_and(|p| fresh.contains(p)) {
+                make_empty_target(&item.dst)?;
+            }
             match item.kind {
                 Kind::File => {
-                    let n = copy_contents(item)?;
+                    let n = copy_file(item, opts)?;
                     bytes.fetch_add(n, Ordering::Relaxed);
                     files.fetch_add(1, Ordering::Relaxed);
+                    // Its metadata went through the open descriptors.
+                    return Ok(());
                 }
                 Kind::Symlink => {
                     let target = std::fs::read_link(&item.src)
@@ -409,22 +419,53 @@ fn make_empty_target(dst: &Place) -> Result<(), FileOpError> {
     }
 }
 
-/// Copies a regular file's contents (the kernel's `copy_file_range` when it can) into a
-/// new file; returns the bytes copied.
-fn copy_contents(item: &Item) -> Result<u64, FileOpError> {
+/// Copies a regular file: contents with `copy_file_range` (the kernel may share or
+/// offload the blocks; plain read/write where it cannot), then owner, mode, xattrs and
+/// times through the open descriptors. Returns the bytes copied.
+fn copy_file(item: &Item, opts: &TreeOpts<'_>) -> Result<u64, FileOpError> {
+    let rel = &item.dst.rel;
     let mut from = File::options()
         .read(true)
         .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
         .open(&item.src)
-        .map_err(io_err("cannot open source for", &item.dst.rel))?;
+        .map_err(io_err("cannot open source for", rel))?;
     let mut to = File::options()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(OFlags::NOFOLLOW.bits() as i32)
         .open(&item.dst.abs)
-        .map_err(io_err("cannot create", &item.dst.rel))?;
-    io::copy(&mut from, &mut to).map_err(io_err("cannot copy", &item.dst.rel))
+        .map_err(io_err("cannot create", rel))?;
+    // Up to the size the walk saw (as BuildKit's copier does): a growing file is cut there.
+    let size = item.meta.len();
+    let mut copied = 0u64;
+    while copied < size {
+        let want = usize::try_from(size - copied)
+            .unwrap_or(COPY_CHUNK)
+            .min(COPY_CHUNK);
+        match rustix::fs::copy_file_range(&from, None, &to, None, want) {
+            // Shrunk since the walk: what there is has been copied.
+            Ok(0) => break,
+            Ok(n) => copied += n as u64,
+            Err(rustix::io::Errno::INTR) => {}
+            // Not possible here (other filesystem, no kernel support): std's copy picks
+            // what works, continuing where the kernel stopped (both offsets moved).
+            Err(_) => {
+                let mut rest = (&mut from).take(size - copied);
+                copied += io::copy(&mut rest, &mut to).map_err(io_err("cannot copy", rel))?;
+                break;
+            }
+        }
+    }
+    copy_file_metadata(
+        &from,
+        &item.meta,
+        &to,
+        rel,
+        opts.owner_of(&item.meta),
+        opts.mode_of(&item.meta),
+    )?;
+    Ok(copied)
 }
 
 /// Creates a device node, FIFO or socket like the source.

@@ -326,25 +326,23 @@ fn stats_count_what_was_written() {
 
 #[test]
 fn many_files_copy_in_one_walk() {
-    // 2,000 files in 40 directories: the parallel path, checked for completeness (the
-    // 20,000-file tree is a benchmark, not a test: this disk makes that take seconds).
+    // 600 files in 20 directories: the parallel path, checked for completeness (the
+    // 20,000-file tree is a benchmark, not a test: creating it takes seconds here).
     let f = fx();
-    for d in 0..40 {
-        let dir = f.ctx.join(format!("tree/d{d:03}"));
+    for d in 0..20 {
+        let dir = f.ctx.join(format!("tree/d{d:02}"));
         fs::create_dir_all(&dir).unwrap();
-        for i in 0..50 {
-            fs::write(dir.join(format!("f{i:03}")), format!("{d}-{i}")).unwrap();
+        for i in 0..30 {
+            fs::write(dir.join(format!("f{i:02}")), format!("{d}-{i}")).unwrap();
         }
     }
     let s = f.copy(action(vec![ctx_src("/tree")], "/t")).unwrap();
-    assert_eq!(s.files, 2_000);
-    assert_eq!(s.dirs, 40);
-    assert_eq!(read(&f.d("/t/d039/f049")), "39-49");
-    for d in 0..40 {
-        assert_eq!(
-            fs::read_dir(f.d(&format!("/t/d{d:03}"))).unwrap().count(),
-            50
-        );
+    assert_eq!(s.files, 600);
+    assert_eq!(s.dirs, 20);
+    for d in 0..20 {
+        let dir = f.d(&format!("/t/d{d:02}"));
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 30);
+        assert_eq!(read(&dir.join("f29")), format!("{d}-29"));
     }
 }
 
@@ -389,4 +387,64 @@ pub(super) fn set_mtime(p: &Path, secs: i64) {
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .unwrap();
+}
+
+#[test]
+fn large_file_contents_are_copied_exactly() {
+    let f = fx();
+    let data: Vec<u8> = (0..3_000_017u32).map(|i| (i % 251) as u8).collect();
+    fs::write(f.ctx.join("big"), &data).unwrap();
+    let s = f.copy(action(vec![ctx_src("/big")], "/big")).unwrap();
+    assert_eq!(s.bytes, data.len() as u64);
+    assert_eq!(fs::read(f.d("/big")).unwrap(), data);
+}
+
+#[test]
+fn fifos_and_device_nodes_are_recreated() {
+    use rustix::fs::{FileType, Mode, mknodat};
+    let f = fx();
+    fs::create_dir(f.stage.join("dev")).unwrap();
+    mknodat(
+        rustix::fs::CWD,
+        f.stage.join("dev/fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    let root = is_root("fifos_and_device_nodes_are_recreated (device node)");
+    if root {
+        mknodat(
+            rustix::fs::CWD,
+            f.stage.join("dev/null"),
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+    }
+    f.copy(action(vec![stage_src("/dev")], "/dev")).unwrap();
+    let fifo = fs::symlink_metadata(f.d("/dev/fifo")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+    assert_eq!(fifo.mode() & 0o7777, 0o640);
+    if root {
+        let null = fs::symlink_metadata(f.d("/dev/null")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+            &null.file_type()
+        ));
+        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+    }
+}
+
+#[test]
+fn without_create_dest_path_the_parent_must_exist() {
+    let f = fx();
+    write(&f.ctx, "a", "1");
+    let mut a = action(vec![ctx_src("/a")], "/missing/a");
+    a.create_dest_path = false;
+    let err = f.copy(a.clone()).unwrap_err();
+    assert_eq!(err.to_string(), "\"/missing\": not found");
+    fs::create_dir(f.d("/missing")).unwrap();
+    f.copy(a).unwrap();
+    assert_eq!(read(&f.d("/missing/a")), "1");
 }
