@@ -2,7 +2,7 @@
 # Installs the Debian packages rbuild's tests and tools use, when missing (root only;
 # elsewhere it says what is missing and goes on).
 set -euo pipefail
-pkgs=(busybox-static pigz zstd graphviz skopeo umoci oci-image-tool docker.io docker-registry slirp4netns)
+pkgs=(busybox-static pigz zstd graphviz skopeo umoci oci-image-tool docker.io docker-registry slirp4netns crun uidmap)
 need=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 ((${#need[@]})) || exit 0

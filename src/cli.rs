@@ -310,6 +310,9 @@ pub struct RunArgs {
     /// Keep stdin open and pass it to the command.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Give the command a terminal (with `-i`, this terminal is put in raw mode).
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Image name or id.
     #[arg(value_name = "IMAGE")]
     pub image: String,

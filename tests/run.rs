@@ -598,3 +598,188 @@ fn stdin_only_with_i_and_limits_and_rm_accepted() {
     assert_eq!(code(&out), 125);
     assert!(text(&out).1.contains("invalid size"), "{:?}", text(&out));
 }
+
+/// Waits (bounded) for `child` to end.
+fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rbuild run did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_is_passed_to_the_command_and_its_trap_decides() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&[]);
+    let mut child = f
+        .command(&[
+            "--network",
+            "none",
+            "bb",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_child(&mut child);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(status.code(), Some(7));
+}
+
+#[test]
+fn tty_gives_the_command_a_terminal_with_this_ones_size() {
+    if !can_run() {
+        return;
+    }
+    use rbuild_executor::sys::tty;
+    use std::io::{Read, Write};
+    let f = Fixture::new(&[]);
+    let (master, slave) = tty::open_pty(Path::new("/dev/ptmx")).unwrap();
+    tty::set_window_size(&master, (41, 101)).unwrap();
+    let mut child = f
+        .command(&[
+            "-t",
+            "-i",
+            "--network",
+            "none",
+            "bb",
+            "sh",
+            "-c",
+            "tty; stty size; read l; echo \"got $l\"",
+        ])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut w = std::fs::File::from(master.try_clone().unwrap());
+    w.write_all(b"typed\r").unwrap();
+    // Read until the other side closes (EIO) or the answer is there; bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = std::fs::File::from(master);
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            let _ = tx.send(String::from_utf8_lossy(&all).replace('\r', ""));
+        }
+    });
+    let mut got = String::new();
+    while let Ok(text) = rx.recv_timeout(Duration::from_secs(60)) {
+        got = text;
+        if got.contains("got typed\n") {
+            break;
+        }
+    }
+    let status = wait_child(&mut child);
+    assert_eq!(status.code(), Some(0), "{got:?}");
+    assert!(got.contains("/dev/pts/0\n41 101\n"), "{got:?}");
+    assert!(got.contains("got typed\n"), "{got:?}");
+}
+
+/// The `Snapshots` row of `rbuild df`: `[TOTAL, ACTIVE]`.
+fn snapshot_counts(f: &Fixture) -> (String, String) {
+    let out = rbuild()
+        .arg("--root")
+        .arg(f.root())
+        .arg("df")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("Snapshots"))
+        .unwrap_or_else(|| panic!("no Snapshots row: {stdout} {stderr}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    (cols[1].to_owned(), cols[2].to_owned())
+}
+
+fn prune(f: &Fixture) -> String {
+    let out = rbuild()
+        .arg("--root")
+        .arg(f.root())
+        .args(["prune", "-f"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    text(&out).0
+}
+
+#[test]
+fn df_counts_snapshots_and_prune_frees_them_unless_a_container_runs_on_them() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&[]);
+    assert_eq!(snapshot_counts(&f), ("0".to_owned(), "0".to_owned()));
+    assert_eq!(ok(&f, &["--network", "none", "bb", "true"]), "");
+    assert_eq!(snapshot_counts(&f), ("1".to_owned(), "1".to_owned()));
+    // The image still uses its layer: nothing to prune.
+    assert!(!prune(&f).contains("Deleted snapshots"));
+    assert_eq!(f.entries("layers").len(), 1);
+
+    // A container running on the layer keeps it after the image is gone...
+    let mut child = f
+        .command(&[
+            "--network",
+            "none",
+            "bb",
+            "sh",
+            "-c",
+            "echo ready; sleep 1000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let out = rbuild()
+        .arg("--root")
+        .arg(f.root())
+        .args(["rmi", "bb"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(snapshot_counts(&f), ("1".to_owned(), "1".to_owned()));
+    assert!(!prune(&f).contains("Deleted snapshots"));
+    assert_eq!(f.entries("layers").len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // ...and once it is gone, the prune frees it.
+    assert_eq!(snapshot_counts(&f), ("1".to_owned(), "0".to_owned()));
+    let out = prune(&f);
+    assert!(out.contains("Deleted snapshots:\nsha256:"), "{out}");
+    assert!(f.entries("layers").is_empty());
+    assert_eq!(snapshot_counts(&f), ("0".to_owned(), "0".to_owned()));
+}

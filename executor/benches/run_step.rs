@@ -1,12 +1,17 @@
-//! A `RUN /bin/true` step end to end: fresh snapshot on a busybox base, the sandbox, and
-//! commit — against `unshare --mount --pid --fork chroot ROOT /bin/true` as the floor
-//! (and `crun run` when installed). Needs root; says so and measures nothing otherwise.
+//! A `RUN /bin/true` step end to end — a fresh snapshot on a busybox base, the sandbox
+//! (`--network none`), and commit — against two baselines on the same rootfs:
+//! `unshare --mount --pid --fork chroot ROOT /bin/true` (the floor) and `crun run`
+//! (a real OCI runtime, when installed). Prints the median of `RBUILD_BENCH_N` runs
+//! (default 100) of each, and where our time goes by phase. Needs root; says so and
+//! measures nothing otherwise.
+//!
+//! `cargo bench -p rbuild-executor --bench run_step`
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
 use rbuild_executor::snapshot::Snapshotter;
 use rbuild_executor::{CancelHandle, Helper, RunSpec, Sandbox};
 
@@ -24,14 +29,102 @@ fn busybox_rootfs(dir: &Path) {
     symlink("busybox", dir.join("bin/true")).unwrap();
 }
 
-fn bench(c: &mut Criterion) {
+/// Median and 90th percentile of `samples`.
+fn stats(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort();
+    let n = samples.len();
+    (samples[n / 2], samples[(n * 9 / 10).min(n - 1)])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn report(name: &str, samples: &mut [Duration]) -> Duration {
+    let (median, p90) = stats(samples);
+    println!(
+        "{name:<34} median {:>7.2} ms   p90 {:>7.2} ms   (n={})",
+        ms(median),
+        ms(p90),
+        samples.len()
+    );
+    median
+}
+
+/// A bundle for `crun run`: its default spec with our rootfs, `/bin/true`, no terminal.
+fn crun_bundle(dir: &Path, rootfs: &Path) -> bool {
+    let ok = Command::new("crun")
+        .arg("spec")
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return false;
+    }
+    let path = dir.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(["/bin/true"]);
+    spec["root"]["path"] = rootfs.to_str().unwrap().into();
+    spec["root"]["readonly"] = false.into();
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    true
+}
+
+/// crun refuses a cgroup v1/v2 hybrid whose v2 hierarchy has controllers (this VM's
+/// `/sys/fs/cgroup/unified`): hide it in a private mount namespace of this process (our
+/// runs, which set no cgroup limits, do not look at it).
+fn crun_cgroup_workaround() -> bool {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !unified.join("cgroup.controllers").exists() {
+        return true;
+    }
+    let done = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .and_then(|()| {
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+        })
+        .and_then(|()| umount2(unified, MntFlags::MNT_DETACH));
+    if let Err(e) = done {
+        println!("crun: cannot hide the cgroup v2 hierarchy ({e}), no crun baseline");
+        return false;
+    }
+    true
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs us with no argument and
+    // expects a quick smoke run.
+    let quick = !std::env::args().any(|a| a == "--bench");
     if !rbuild_executor::sys::running_as_root() || !Path::new("/bin/busybox").is_file() {
         eprintln!("skipping: the run_step benchmark needs root and /bin/busybox");
         return;
     }
+    let n: usize = std::env::var("RBUILD_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 3 } else { 100 });
+    // First, while this process has one thread (unshare(CLONE_NEWNS) needs that).
+    let flat = tempfile::tempdir().unwrap();
+    busybox_rootfs(flat.path());
+    let bundle = tempfile::tempdir().unwrap();
+    let with_crun = crun_bundle(bundle.path(), flat.path()) && crun_cgroup_workaround();
+    if !with_crun {
+        println!("crun: not usable here (apt-get install crun), no crun baseline");
+    }
+
     let store = tempfile::tempdir().unwrap();
     let snapshots = Snapshotter::open(store.path()).unwrap();
-    eprintln!("snapshot backend: {:?}", snapshots.backend());
+    println!("snapshot backend: {:?}", snapshots.backend());
     let base = snapshots.prepare("base", &[]).unwrap();
     busybox_rootfs(base.path());
     let base = snapshots.commit(base).unwrap();
@@ -39,37 +132,78 @@ fn bench(c: &mut Criterion) {
         Sandbox::new(Helper::new(env!("CARGO_BIN_EXE_rbuild-sandbox-init"), Vec::new()).unwrap());
     let cancel = CancelHandle::new();
 
-    let mut group = c.benchmark_group("run_true");
-    group.sample_size(100);
-    let mut n = 0u64;
-    group.bench_function("rbuild_snapshot_run_commit", |b| {
-        b.iter(|| {
-            n += 1;
-            let active = snapshots
-                .prepare(&format!("s{n}"), std::slice::from_ref(&base))
-                .unwrap();
-            let spec = RunSpec::new(active.rootfs(), vec!["/bin/true".into()]);
-            let status = sandbox.run(&spec, &cancel, &mut |_, _| {}).unwrap();
-            assert!(status.success());
-            let layer = snapshots.commit(active).unwrap();
-            snapshots.remove(layer).unwrap();
-        })
-    });
-    let flat = tempfile::tempdir().unwrap();
-    busybox_rootfs(flat.path());
-    group.bench_function("unshare_chroot", |b| {
-        b.iter(|| {
-            let status = Command::new("unshare")
-                .args(["--mount", "--pid", "--fork", "chroot"])
-                .arg(flat.path())
-                .arg("/bin/true")
+    // Interleaved, so that all three see the same load (other builds on the machine).
+    let mut total = Vec::with_capacity(n);
+    let mut phases: [Vec<Duration>; 3] = Default::default();
+    let mut unshare = Vec::with_capacity(n);
+    let mut crun = Vec::with_capacity(n);
+    for i in 0..n + 3 {
+        // The first rounds warm caches up.
+        let keep = i >= 3;
+        let t0 = Instant::now();
+        let active = snapshots
+            .prepare(&format!("s{i}"), std::slice::from_ref(&base))
+            .unwrap();
+        let t1 = Instant::now();
+        let spec = RunSpec::new(active.rootfs(), vec!["/bin/true".into()]);
+        let status = sandbox.run(&spec, &cancel, &mut |_, _| {}).unwrap();
+        assert!(status.success());
+        let t2 = Instant::now();
+        let layer = snapshots.commit(active).unwrap();
+        let t3 = Instant::now();
+        snapshots.remove(layer).unwrap();
+        if keep {
+            total.push(t3 - t0);
+            phases[0].push(t1 - t0);
+            phases[1].push(t2 - t1);
+            phases[2].push(t3 - t2);
+        }
+
+        let t = Instant::now();
+        let status = Command::new("unshare")
+            .args(["--mount", "--pid", "--fork", "chroot"])
+            .arg(flat.path())
+            .arg("/bin/true")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        if keep {
+            unshare.push(t.elapsed());
+        }
+
+        if with_crun {
+            let t = Instant::now();
+            let status = Command::new("crun")
+                .args(["run", "--bundle"])
+                .arg(bundle.path())
+                .arg(format!("rbuild-bench-{}-{i}", std::process::id()))
+                .stdin(Stdio::null())
                 .status()
                 .unwrap();
             assert!(status.success());
-        })
-    });
-    group.finish();
-}
+            if keep {
+                crun.push(t.elapsed());
+            }
+        }
+    }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+    println!("RUN /bin/true, median of {n}:");
+    let ours = report("rbuild snapshot+run+commit", &mut total);
+    report("  prepare (overlay mount)", &mut phases[0]);
+    report("  sandbox run", &mut phases[1]);
+    report("  commit (umount, rename)", &mut phases[2]);
+    let floor = report("unshare --mount --pid chroot", &mut unshare);
+    if !crun.is_empty() {
+        report("crun run", &mut crun);
+    }
+    println!(
+        "rbuild / unshare: {:.2}x   (load average: {})",
+        ours.as_secs_f64() / floor.as_secs_f64(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}

@@ -114,56 +114,83 @@ pub struct Cgroup {
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+fn unique_name() -> String {
+    format!(
+        "rbuild-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn read_proc_cgroup() -> Result<String, CgroupError> {
+    let p = Path::new("/proc/self/cgroup");
+    std::fs::read_to_string(p).map_err(io_err("read", p))
+}
+
 impl Cgroup {
-    /// Creates a cgroup with `limits` under this process's own cgroup.
+    /// Creates a cgroup with `limits` under this process's own cgroup: on cgroup v2 when
+    /// `/sys/fs/cgroup` is the unified hierarchy, else on the v1 hierarchies.
     pub fn create(limits: &Limits) -> Result<Self, CgroupError> {
         let root = Path::new(CGROUP_ROOT);
-        let v2 = root.join("cgroup.controllers").exists();
-        let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(io_err("read", Path::new("/proc/self/cgroup")))?;
-        let name = format!(
-            "rbuild-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        if root.join("cgroup.controllers").exists() {
+            return Self::create_v2(root, limits);
+        }
+        let proc_cgroup = read_proc_cgroup()?;
+        let name = unique_name();
         let mut cg = Cgroup { dirs: Vec::new() };
-        let settings = settings(limits, v2)?;
-        if v2 {
-            let own = own_path(&proc_cgroup, "").ok_or(CgroupError::NoController("unified"))?;
-            let parent = root.join(own.trim_start_matches('/'));
-            // Controllers must be enabled in the parent for the child to have them.
-            let mut wanted: Vec<&str> = settings.iter().map(|(c, _, _)| *c).collect();
-            wanted.dedup();
+        for (controller, file, value) in &settings(limits, false)? {
+            let hierarchy = root.join(controller);
+            let own = own_path(&proc_cgroup, controller)
+                .filter(|_| hierarchy.is_dir())
+                .ok_or(CgroupError::NoController(controller))?;
+            let dir = hierarchy.join(own.trim_start_matches('/')).join(&name);
+            if !cg.dirs.contains(&dir) {
+                std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+                cg.dirs.push(dir.clone());
+            }
+            let p = dir.join(file);
+            std::fs::write(&p, value).map_err(io_err("write", &p))?;
+        }
+        Ok(cg)
+    }
+
+    /// Creates a cgroup with `limits` in the cgroup v2 hierarchy mounted at `mount`,
+    /// under this process's own cgroup (the `0::` line of `/proc/self/cgroup`). A
+    /// controller the hierarchy does not offer (bound to a v1 hierarchy on a hybrid
+    /// host, say) is a clear error, and nothing is left behind.
+    pub fn create_v2(mount: &Path, limits: &Limits) -> Result<Self, CgroupError> {
+        let settings = settings(limits, true)?;
+        let own = own_path(&read_proc_cgroup()?, "").ok_or(CgroupError::NoController("unified"))?;
+        let parent = mount.join(own.trim_start_matches('/'));
+        let offered = parent.join("cgroup.controllers");
+        let offered = std::fs::read_to_string(&offered).map_err(io_err("read", &offered))?;
+        let mut wanted: Vec<&'static str> = settings.iter().map(|(c, _, _)| *c).collect();
+        wanted.dedup();
+        if let Some(missing) = wanted
+            .iter()
+            .find(|c| !offered.split_whitespace().any(|o| o == **c))
+        {
+            return Err(CgroupError::NoController(missing));
+        }
+        // Controllers must be enabled in the parent for the child to have them.
+        if !wanted.is_empty() {
             let enable: Vec<String> = wanted.iter().map(|c| format!("+{c}")).collect();
             let control = parent.join("cgroup.subtree_control");
-            if !enable.is_empty() {
-                std::fs::write(&control, enable.join(" ")).map_err(io_err("write", &control))?;
+            std::fs::write(&control, enable.join(" ")).map_err(io_err("write", &control))?;
+        }
+        let dir = parent.join(unique_name());
+        std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+        // Removed on drop from here on, whatever fails next.
+        let cg = Cgroup {
+            dirs: vec![dir.clone()],
+        };
+        for (_, file, value) in &settings {
+            let p = dir.join(file);
+            // No swap accounting is not an error: memory.max still holds.
+            if *file == "memory.swap.max" && !p.exists() {
+                continue;
             }
-            let dir = parent.join(&name);
-            std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
-            cg.dirs.push(dir.clone());
-            for (_, file, value) in &settings {
-                let p = dir.join(file);
-                // No swap accounting is not an error: memory.max still holds.
-                if *file == "memory.swap.max" && !p.exists() {
-                    continue;
-                }
-                std::fs::write(&p, value).map_err(io_err("write", &p))?;
-            }
-        } else {
-            for (controller, file, value) in &settings {
-                let hierarchy = root.join(controller);
-                let own = own_path(&proc_cgroup, controller)
-                    .filter(|_| hierarchy.is_dir())
-                    .ok_or(CgroupError::NoController(controller))?;
-                let dir = hierarchy.join(own.trim_start_matches('/')).join(&name);
-                if !cg.dirs.contains(&dir) {
-                    std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
-                    cg.dirs.push(dir.clone());
-                }
-                let p = dir.join(file);
-                std::fs::write(&p, value).map_err(io_err("write", &p))?;
-            }
+            std::fs::write(&p, value).map_err(io_err("write", &p))?;
         }
         Ok(cg)
     }

@@ -24,9 +24,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::container::{enter_namespaces, exec_command, setup_container};
-use crate::spec::{InitSpec, Message, Network, read_spec, write_message};
+use crate::spec::{InitSpec, Message, Network, SubIds, read_spec, write_message};
 use crate::sys::launch::{self, Forked};
-use crate::sys::{Process, RealSys};
+use crate::sys::{Process, RealSys, tty};
 
 /// The descriptor the caller passes the socket on.
 pub(crate) const SPEC_FD: i32 = 3;
@@ -37,13 +37,16 @@ pub(crate) const SPEC_FD_ENV: &str = "RBUILD_SANDBOX_FD";
 const SETUP_FAILED: i32 = 125;
 
 /// Signals the helper and PID 1 pass on to the command.
-const FORWARDED: [Signal; 6] = [
+/// With a terminal, PID 1 answers SIGWINCH by copying its own terminal's window size to
+/// the sandbox's.
+const FORWARDED: [Signal; 7] = [
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGHUP,
     Signal::SIGQUIT,
     Signal::SIGUSR1,
     Signal::SIGUSR2,
+    Signal::SIGWINCH,
 ];
 
 /// Entry point of the sandbox helper; the `rbuild` binary calls it from a hidden
@@ -128,7 +131,7 @@ fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
             drop(ns_w);
             drop(maps_r);
             if let Some(ids) = spec.rootless {
-                match write_id_maps(child, ids) {
+                match write_id_maps(child, ids, spec.subids.as_ref()) {
                     Ok(()) => {
                         let _ = nix::unistd::write(&maps_w, b"1");
                     }
@@ -170,9 +173,32 @@ fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
     }
 }
 
-/// Maps the caller's ids to root in PID 1's user namespace (the only mapping an
-/// unprivileged process may write for itself; `setgroups` must be denied first).
-fn write_id_maps(child: Pid, (uid, gid): (u32, u32)) -> io::Result<()> {
+/// Maps the caller's ids to root in PID 1's user namespace: with subordinate ids through
+/// the setuid `newuidmap`/`newgidmap` (ids 1 and up from the ranges), else by writing
+/// the one mapping an unprivileged process may write for itself (`setgroups` denied).
+fn write_id_maps(child: Pid, (uid, gid): (u32, u32), subids: Option<&SubIds>) -> io::Result<()> {
+    if let Some(s) = subids {
+        for (tool, id, start, count) in [
+            (&s.newuidmap, uid, s.uid_start, s.uid_count),
+            (&s.newgidmap, gid, s.gid_start, s.gid_count),
+        ] {
+            let out = std::process::Command::new(tool)
+                .arg(child.to_string())
+                .args(["0", &id.to_string(), "1", "1", &start.to_string()])
+                .arg(count.to_string())
+                .stdin(std::process::Stdio::null())
+                .output()?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "{} failed ({}): {}",
+                    tool.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        return Ok(());
+    }
     let proc = std::path::PathBuf::from(format!("/proc/{child}"));
     std::fs::write(proc.join("setgroups"), "deny")?;
     std::fs::write(proc.join("uid_map"), format!("0 {uid} 1\n"))?;
@@ -349,12 +375,27 @@ fn pid1(
         report(sock, &Message::SetupFailed(e.to_string()));
         return SETUP_FAILED;
     }
+    let tty = if spec.tty {
+        match open_terminal(spec, &creds) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                report(sock, &Message::SetupFailed(format!("terminal: {e}")));
+                return SETUP_FAILED;
+            }
+        }
+    } else {
+        None
+    };
     let command = match launch::fork() {
         Ok(Forked::Child) => {
-            let err = match launch::unblock_all_signals() {
+            let ready = launch::unblock_all_signals().and_then(|()| match &tty {
+                Some((_, slave)) => tty::make_controlling(slave),
+                None => Ok(()),
+            });
+            let err = match ready {
                 Ok(()) => exec_command(&RealSys, spec, &creds),
                 Err(e) => crate::container::ContainerError::Sys(crate::sys::SysError::new(
-                    "unblock signals",
+                    "prepare the command's process",
                     e,
                 )),
             };
@@ -374,13 +415,91 @@ fn pid1(
             return SETUP_FAILED;
         }
     };
-    reap(command, sock, sfd)
+    let master = tty.map(|(master, slave)| {
+        drop(slave);
+        master
+    });
+    reap(command, sock, sfd, master)
 }
 
-/// PID 1's loop: forward signals to the command, reap every child, and end when the
-/// command ends.
-fn reap(command: Pid, sock: &UnixStream, sfd: &SignalFd) -> i32 {
+/// A pseudo-terminal of the sandbox's own devpts (so `tty` names a device that exists
+/// inside), owned by the command's user, with PID 1's terminal's window size.
+fn open_terminal(
+    spec: &InitSpec,
+    creds: &crate::user::Credentials,
+) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (master, slave) = tty::open_pty(std::path::Path::new("/dev/pts/ptmx"))?;
+    if spec.rootless.is_none() {
+        nix::unistd::fchown(
+            &slave,
+            Some(nix::unistd::Uid::from_raw(creds.uid)),
+            Some(nix::unistd::Gid::from_raw(TTY_GID)),
+        )?;
+    }
+    copy_window_size(&master);
+    Ok((master, slave))
+}
+
+/// Group `tty`, the owner group of terminals (as Docker's devpts `gid=5`).
+const TTY_GID: u32 = 5;
+
+fn copy_window_size(master: &OwnedFd) {
+    if let Some(size) = tty::window_size(1).or_else(|| tty::window_size(0)) {
+        let _ = tty::set_window_size(master, size);
+    }
+}
+
+/// Copies what is readable on `from` to `to`; false at end of file or on an error.
+fn relay_once(from: &impl AsFd, to: &mut impl Write) -> bool {
+    let mut buf = [0u8; 16 * 1024];
+    match nix::unistd::read(from, &mut buf) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => to.write_all(&buf[..n]).and_then(|()| to.flush()).is_ok(),
+    }
+}
+
+/// PID 1's loop: forward signals to the command, reap every child, relay the terminal
+/// (when there is one), and end when the command ends.
+fn reap(command: Pid, sock: &UnixStream, sfd: &SignalFd, master: Option<OwnedFd>) -> i32 {
+    let stdin = io::stdin();
+    // What the caller types goes to the terminal through its own handle.
+    let mut to_master = master
+        .as_ref()
+        .and_then(|m| m.try_clone().ok())
+        .map(std::fs::File::from);
+    let mut stdin_open = to_master.is_some();
+    let mut master_open = master.is_some();
     loop {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(m) = master.as_ref().filter(|_| master_open) {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        }
+        if stdin_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return SETUP_FAILED,
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+        let mut k = 1;
+        if let Some(m) = master.as_ref().filter(|_| master_open) {
+            if ready[k] {
+                master_open = relay_once(m, &mut io::stdout().lock());
+            }
+            k += 1;
+        }
+        if stdin_open
+            && ready[k]
+            && let Some(w) = to_master.as_mut()
+        {
+            stdin_open = relay_once(&stdin, w);
+        }
+        if !ready[0] {
+            continue;
+        }
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
             Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
@@ -389,6 +508,12 @@ fn reap(command: Pid, sock: &UnixStream, sfd: &SignalFd) -> i32 {
         let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
             continue;
         };
+        if sig == Signal::SIGWINCH
+            && let Some(m) = &master
+        {
+            copy_window_size(m);
+            continue;
+        }
         if sig != Signal::SIGCHLD {
             let _ = kill(command, sig);
             continue;
@@ -399,12 +524,28 @@ fn reap(command: Pid, sock: &UnixStream, sfd: &SignalFd) -> i32 {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(status) if status.pid() == Some(command) => {
                     if let Some((code, signal, exit)) = exit_code(status) {
+                        if let Some(m) = master.as_ref().filter(|_| master_open) {
+                            drain(m);
+                        }
                         report(sock, &Message::Exited { code, signal });
                         return exit;
                     }
                 }
                 Ok(_) => {}
             }
+        }
+    }
+}
+
+/// Relays what the command left in the terminal after it ended.
+fn drain(master: &OwnedFd) {
+    loop {
+        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return;
+        }
+        if !relay_once(master, &mut io::stdout().lock()) {
+            return;
         }
     }
 }

@@ -20,8 +20,10 @@
 //! # Guards against known runtime escapes
 //!
 //! - runc CVE-2019-5736 (overwriting the runtime binary through `/proc/<pid>/exe`): the
-//!   helper is exec'd from a sealed memfd copy (no writes, no resizes), so no path leads
-//!   from the sandbox to the binary on disk; PID 1 is also non-dumpable, so its
+//!   helper is exec'd through a read-only, detached bind mount of its binary (as root;
+//!   as runc 1.2 does, with no copy of a binary of tens of MB per process) or else from
+//!   a sealed memfd copy (no writes, no resizes), so no writable path leads from the
+//!   sandbox to the binary on disk; PID 1 is also non-dumpable, so its
 //!   `/proc/1/{exe,fd,environ,root}` cannot be opened from inside.
 //! - runc CVE-2024-21626 (a leaked host fd used as the working directory): the helper
 //!   closes every inherited descriptor but the spec socket, every descriptor of the
@@ -34,6 +36,7 @@
 pub mod cgroup;
 pub mod container;
 mod init;
+pub mod mounts;
 pub mod rootfs;
 mod sandbox;
 pub mod snapshot;
@@ -45,6 +48,7 @@ pub use init::sandbox_init_main;
 pub use sandbox::{CancelHandle, ExitStatus, Helper, RunSpec, Sandbox, SandboxError, Stream};
 pub use spec::{
     DEFAULT_CAPABILITIES, DEFAULT_PATH, ExtraMount, InitSpec, Message, MountKind, Network, Rootfs,
+    SubIds,
 };
 
 #[cfg(test)]

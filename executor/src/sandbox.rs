@@ -3,9 +3,10 @@
 //!
 //! The caller may be a multi-threaded tokio process, so it never forks with a closure of
 //! its own: it spawns the helper with `std::process::Command`, whose only pre-exec work is
-//! a `dup2` of the spec socket to fd 3. The helper is exec'd from a sealed memfd copy of
-//! its binary made once per [`Helper`], so nothing running in the sandbox can write to the
-//! binary on the host through `/proc/<pid>/exe` (the runc CVE-2019-5736 class).
+//! a `dup2` of the spec socket to fd 3. The helper is exec'd through a read-only bind
+//! mount of its binary (or a sealed memfd copy) made once per [`Helper`], so nothing
+//! running in the sandbox can write to the binary on the host through `/proc/<pid>/exe`
+//! (the runc CVE-2019-5736 class).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -24,8 +25,11 @@ use nix::sys::signal::Signal;
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::init::{SPEC_FD, SPEC_FD_ENV};
+use crate::mounts::{AgentProxy, CacheLease, acquire_cache};
 use crate::rootfs::resolve_in_root;
-use crate::spec::{ExtraMount, InitSpec, Message, Network, Rootfs, parse_message, write_spec};
+use crate::spec::{
+    ExtraMount, InitSpec, Message, MountKind, Network, Rootfs, parse_message, write_spec,
+};
 use crate::sys::Rlimit;
 use crate::sys::launch::{self, Pidfd};
 
@@ -41,6 +45,15 @@ pub enum SandboxError {
     Spawn(#[source] io::Error),
     #[error("write sandbox files")]
     Files(#[source] io::Error),
+    #[error(transparent)]
+    Mount(#[from] crate::mounts::MountError),
+    #[error("read secret {path} for ${name}")]
+    SecretEnv {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("sandbox setup failed: {0}")]
     Setup(String),
     #[error("{message}")]
@@ -66,40 +79,47 @@ pub enum SandboxError {
 pub struct Helper {
     program: PathBuf,
     args: Vec<OsString>,
-    /// The sealed in-memory copy that is actually exec'd.
+    /// What is actually exec'd: the binary on a read-only mount, or a sealed copy.
     exe: OwnedFd,
 }
 
 impl Helper {
-    /// Copies `program` into a sealed memfd; later edits of the file do not affect runs.
+    /// Exec's `program` through a read-only bind mount of it (root), else from a sealed
+    /// memfd copy: either way nothing in a sandbox can write to the file.
     pub fn new(program: impl Into<PathBuf>, args: Vec<OsString>) -> Result<Self, SandboxError> {
         let program = program.into();
-        let exe = launch::sealed_copy(&program, c"rbuild-sandbox-init").map_err(|source| {
-            SandboxError::Helper {
-                path: program.clone(),
-                source,
-            }
-        })?;
+        let exe = unwritable(&program)?;
         Ok(Self { program, args, exe })
     }
 
     /// The running binary itself (through `/proc/self/exe`, so a binary replaced on disk
-    /// since start is still the one copied), started with `args` — for the `rbuild`
+    /// since start is still the one run), started with `args` — for the `rbuild`
     /// binary's hidden subcommand.
     pub fn current_exe(args: Vec<OsString>) -> Result<Self, SandboxError> {
-        let exe = launch::sealed_copy(Path::new("/proc/self/exe"), c"rbuild-sandbox-init")
-            .map_err(|source| SandboxError::Helper {
-                path: PathBuf::from("/proc/self/exe"),
-                source,
-            })?;
+        let exe = unwritable(Path::new("/proc/self/exe"))?;
         let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbuild"));
         Ok(Self { program, args, exe })
     }
 
-    /// Whether the exec'd copy is sealed against writes (always, unless the kernel lied).
+    /// Whether the exec'd file cannot be written (always, unless the kernel lied).
     pub fn is_sealed(&self) -> bool {
         launch::is_write_sealed(&self.exe)
     }
+}
+
+/// A descriptor of `program` that cannot be written through: a read-only bind mount when
+/// the kernel and our privileges allow (no copy: the rbuild binary is tens of MB, a copy
+/// per `rbuild run` cost more than the run), else a sealed memfd copy.
+fn unwritable(program: &Path) -> Result<OwnedFd, SandboxError> {
+    if let Ok(fd) = launch::readonly_bind(program)
+        && launch::is_write_sealed(&fd)
+    {
+        return Ok(fd);
+    }
+    launch::sealed_copy(program, c"rbuild-sandbox-init").map_err(|source| SandboxError::Helper {
+        path: program.to_owned(),
+        source,
+    })
 }
 
 /// Which output stream a chunk came from.
@@ -155,6 +175,12 @@ pub struct RunSpec {
     pub limits: Limits,
     /// Pass the caller's stdin to the command (`rbuild run -i`); otherwise `/dev/null`.
     pub stdin_inherit: bool,
+    /// Secrets given to the command as environment variables (`RUN
+    /// --mount=type=secret,env=NAME`): `(NAME, host file)`, read at the start of the run.
+    pub secret_env: Vec<(String, PathBuf)>,
+    /// Give the command a terminal (`rbuild run -t`): its output then goes straight to
+    /// the caller's stdout (a terminal, usually), not through the output callback.
+    pub tty: bool,
 }
 
 impl RunSpec {
@@ -173,6 +199,8 @@ impl RunSpec {
             timeout: None,
             stdin_inherit: false,
             limits: Limits::default(),
+            secret_env: Vec::new(),
+            tty: false,
         }
     }
 }
@@ -200,6 +228,21 @@ impl CancelHandle {
         let running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
         for pidfd in running.values() {
             let _ = pidfd.signal(Signal::SIGKILL);
+        }
+    }
+
+    /// Passes `signal` (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH) on
+    /// to the command of every run using this handle, as `docker run` proxies signals:
+    /// the command may handle it (a `trap` in a shell); nothing is killed by force.
+    /// `signal` is a raw number (`libc::SIGTERM`...); one that is not a signal is ignored.
+    pub fn forward(&self, signal: i32) {
+        let Ok(signal) = Signal::try_from(signal) else {
+            return;
+        };
+        let running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        for pidfd in running.values() {
+            // The helper passes it to PID 1, which passes it to the command.
+            let _ = pidfd.signal(signal);
         }
     }
 
@@ -313,6 +356,36 @@ fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, Strin
     Ok(files)
 }
 
+/// The caller's subordinate ids, when it has some and the setuid mappers are installed
+/// (Debian's `uidmap`); without them a rootless sandbox has root only.
+fn caller_subids() -> Option<crate::spec::SubIds> {
+    let (uid, _) = crate::sys::effective_ids();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid.to_string()).then(|| name.to_owned())
+    });
+    let subuid = std::fs::read_to_string("/etc/subuid").ok()?;
+    let subgid = std::fs::read_to_string("/etc/subgid").ok()?;
+    let (uid_start, uid_count, gid_start, gid_count) =
+        crate::spec::SubIds::parse(uid, name.as_deref(), &subuid, &subgid)?;
+    let find = |n: &str| {
+        find_host_program(n).or_else(|| {
+            let p = Path::new("/usr/bin").join(n);
+            p.is_file().then_some(p)
+        })
+    };
+    Some(crate::spec::SubIds {
+        uid_start,
+        uid_count,
+        gid_start,
+        gid_count,
+        newuidmap: find("newuidmap")?,
+        newgidmap: find("newgidmap")?,
+    })
+}
+
 /// Finds `name` in the caller's `PATH`.
 fn find_host_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -367,6 +440,92 @@ fn lock_rootfs(
     Ok((missing_stubs(rootfs, targets), Some(dir)))
 }
 
+/// What the caller holds while a run uses it: cache locks and agent proxies.
+type Held = (Vec<CacheLease>, Vec<AgentProxy>);
+
+/// Turns the mounts that need the caller's help into binds: cache directories taken for
+/// the run, agent proxies started in `dir`. Returns the mounts for the sandbox and what
+/// must be held until it ends.
+fn resolve_mounts(
+    mounts: &[ExtraMount],
+    dir: &Path,
+    env: &mut Vec<String>,
+) -> Result<(Vec<ExtraMount>, Held), SandboxError> {
+    let mut leases = Vec::new();
+    let mut proxies = Vec::new();
+    let mut out = Vec::with_capacity(mounts.len());
+    for (i, m) in mounts.iter().enumerate() {
+        let kind = match &m.kind {
+            MountKind::Cache(c) => {
+                let lease = acquire_cache(c)?;
+                let kind = MountKind::Bind {
+                    source: lease.dir().to_owned(),
+                    readonly: c.readonly,
+                };
+                leases.push(lease);
+                kind
+            }
+            MountKind::Ssh {
+                agent,
+                uid,
+                gid,
+                mode,
+            } => {
+                let proxy = AgentProxy::start(
+                    agent,
+                    &dir.join(format!("ssh-{i}.sock")),
+                    *uid,
+                    *gid,
+                    *mode,
+                )?;
+                if !env.iter().any(|kv| kv.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={}", m.target));
+                }
+                let kind = MountKind::Bind {
+                    source: proxy.path().to_owned(),
+                    readonly: false,
+                };
+                proxies.push(proxy);
+                kind
+            }
+            other => other.clone(),
+        };
+        out.push(ExtraMount {
+            target: m.target.clone(),
+            kind,
+        });
+    }
+    Ok((out, (leases, proxies)))
+}
+
+/// The access and modification times of the existing directories the stubs are made
+/// in: creating and removing an entry changes them, and they are put back after the
+/// run (as BuildKit does), so a directory the run did not touch looks untouched.
+fn stub_parent_times(stubs: &[PathBuf]) -> Vec<(PathBuf, std::fs::FileTimes)> {
+    let mut out: Vec<(PathBuf, std::fs::FileTimes)> = Vec::new();
+    for s in stubs {
+        let Some(parent) = s.parent() else { continue };
+        if stubs.iter().any(|x| x == parent) || out.iter().any(|(p, _)| p == parent) {
+            continue;
+        }
+        if let Ok(m) = std::fs::symlink_metadata(parent)
+            && let (Ok(a), Ok(t)) = (m.accessed(), m.modified())
+        {
+            let times = std::fs::FileTimes::new().set_accessed(a).set_modified(t);
+            out.push((parent.to_owned(), times));
+        }
+    }
+    out
+}
+
+fn restore_times(times: &[(PathBuf, std::fs::FileTimes)]) {
+    for (p, t) in times {
+        if let Ok(f) = std::fs::File::open(p) {
+            let _ = f.set_times(*t);
+        }
+    }
+}
+
 fn remove_stubs(stubs: &[PathBuf]) {
     // Files before the directories that may hold them.
     for p in stubs.iter().rev() {
@@ -412,6 +571,19 @@ impl Sandbox {
             .chain(spec.mounts.iter().map(|m| m.target.as_str()))
             .collect();
         let (stubs, _rootfs_lock) = lock_rootfs(&spec.rootfs, &targets)?;
+        let parent_times = stub_parent_times(&stubs);
+        let mut env = spec.env.clone();
+        // Held until the run ends: the cache locks and the agent proxies.
+        let (mounts, _held) = resolve_mounts(&spec.mounts, files.path(), &mut env)?;
+        for (name, path) in &spec.secret_env {
+            let value =
+                std::fs::read_to_string(path).map_err(|source| SandboxError::SecretEnv {
+                    name: name.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
+            env.push(format!("{name}={value}"));
+        }
         let scratch = files.path().join("scratch");
         // Dropped (removed) after the run, when every process in it is gone.
         let cgroup = if spec.limits.is_empty() {
@@ -422,21 +594,28 @@ impl Sandbox {
         let init = InitSpec {
             rootfs: spec.rootfs.clone(),
             argv: spec.argv.clone(),
-            env: spec.env.clone(),
+            env,
             cwd: spec.cwd.clone(),
             user: spec.user.clone(),
             hostname: spec.hostname.clone(),
             network: spec.network,
             bind_files,
             slirp4netns,
-            mounts: spec.mounts.clone(),
+            mounts,
             rootless: (!crate::sys::running_as_root()).then(crate::sys::effective_ids),
             cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
             scratch,
             rlimits: spec.rlimits.clone(),
+            tty: spec.tty,
+            subids: if crate::sys::running_as_root() {
+                None
+            } else {
+                caller_subids()
+            },
         };
         let result = self.run_init(&init, spec.timeout, spec.stdin_inherit, cancel, output);
         remove_stubs(&stubs);
+        restore_times(&parent_times);
         result
     }
 
@@ -459,8 +638,16 @@ impl Sandbox {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(if init.tty {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            })
+            .stderr(if init.tty {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            });
         let theirs = OwnedFd::from(theirs);
         launch::inherit_fd(&mut cmd, &theirs, SPEC_FD);
         let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mounts::CacheMount;
 use crate::sys::{Capability, Overlay, Rlimit};
 
 /// Docker's default capability set (moby `oci/caps/defaults.go`); everything else is dropped.
@@ -89,6 +90,27 @@ pub enum MountKind {
     BindDiscard { source: PathBuf },
     /// A fresh tmpfs; `size` in bytes.
     Tmpfs { size: Option<u64> },
+    /// A persistent cache directory (`RUN --mount=type=cache`), taken for the run as its
+    /// sharing mode says and bind-mounted.
+    Cache(CacheMount),
+    /// A secret (`RUN --mount=type=secret`): the host file `source` is copied into a
+    /// tmpfs private to the sandbox and bound read-only at the target with `uid`, `gid`
+    /// and `mode`. Neither the copy nor the target's stub ever reach the rootfs's layer.
+    Secret {
+        source: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    /// An SSH agent (`RUN --mount=type=ssh`): a socket at the target, owned by
+    /// `uid:gid` with `mode`, that forwards to the host agent socket `agent` (usually
+    /// `$SSH_AUTH_SOCK`). The first one also sets `SSH_AUTH_SOCK` unless the env has it.
+    Ssh {
+        agent: PathBuf,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
 }
 
 /// A mount added inside the sandbox at `target`.
@@ -124,6 +146,52 @@ pub struct InitSpec {
     /// A host directory for throwaway overlay uppers ([`MountKind::BindDiscard`]).
     pub scratch: PathBuf,
     pub rlimits: Vec<Rlimit>,
+    /// Give the command a new pseudo-terminal of the sandbox's devpts as its stdio and
+    /// controlling terminal; PID 1 relays it to and from its own stdin and stdout.
+    #[serde(default)]
+    pub tty: bool,
+    /// Rootless with subordinate ids: the ranges `newuidmap`/`newgidmap` map to ids 1
+    /// and up, so users other than root exist inside.
+    #[serde(default)]
+    pub subids: Option<SubIds>,
+}
+
+/// The caller's subordinate id ranges (`/etc/subuid`, `/etc/subgid`) and the setuid
+/// helpers that may map them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubIds {
+    pub uid_start: u32,
+    pub uid_count: u32,
+    pub gid_start: u32,
+    pub gid_count: u32,
+    pub newuidmap: PathBuf,
+    pub newgidmap: PathBuf,
+}
+
+impl SubIds {
+    /// The ranges of the user `(uid, name)` in `/etc/subuid`-style texts (`name:start:count`
+    /// or `uid:start:count` a line; the first match counts).
+    pub fn parse(
+        uid: u32,
+        name: Option<&str>,
+        subuid: &str,
+        subgid: &str,
+    ) -> Option<(u32, u32, u32, u32)> {
+        let find = |text: &str| {
+            text.lines().find_map(|l| {
+                let mut f = l.trim().split(':');
+                let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+                if who != uid.to_string() && Some(who) != name {
+                    return None;
+                }
+                let (start, count) = (start.parse().ok()?, count.parse::<u32>().ok()?);
+                (count > 0).then_some((start, count))
+            })
+        };
+        let (us, uc) = find(subuid)?;
+        let (gs, gc) = find(subgid)?;
+        Some((us, uc, gs, gc))
+    }
 }
 
 /// A report from the sandbox to the caller.
@@ -203,10 +271,24 @@ mod tests {
                 soft: 1,
                 hard: 2,
             }],
+            tty: true,
+            subids: None,
         };
         let mut buf = Vec::new();
         write_spec(&mut buf, &spec).unwrap();
         assert_eq!(read_spec(&mut buf.as_slice()).unwrap(), spec);
+    }
+
+    #[test]
+    fn subordinate_ranges_by_name_or_uid() {
+        let subuid = "other:1:2\nbob:100000:65536\n";
+        let subgid = "# c\n1000:200000:10\n";
+        assert_eq!(
+            SubIds::parse(1000, Some("bob"), subuid, subgid),
+            Some((100000, 65536, 200000, 10))
+        );
+        assert_eq!(SubIds::parse(1001, Some("eve"), subuid, subgid), None);
+        assert_eq!(SubIds::parse(1000, Some("bob"), subuid, ""), None);
     }
 
     #[test]

@@ -623,3 +623,31 @@ fn resource_limits() {
     spec.limits = Limits::default();
     assert_eq!(output_of(&sb, &spec), "fitted\n");
 }
+
+/// The runc CVE-2019-5736 attack itself: a command whose interpreter is `/proc/self/exe`
+/// makes the kernel run the helper binary inside the sandbox; the attacker keeps its
+/// `/proc/<pid>/exe` open and writes through it once the process is gone. The write
+/// fails and the binary on the host is untouched (the helper is exec'd through a
+/// read-only bind mount or a sealed copy, and PID 1 still runs it besides).
+#[test]
+fn helper_binary_cannot_be_overwritten_through_proc_exe() {
+    if !can_run() {
+        return;
+    }
+    let dir = fixture();
+    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_rbuild-sandbox-init"));
+    let before = std::fs::read(helper).unwrap();
+    let script = "printf '#!/proc/self/exe\\n' > /evil; busybox chmod 755 /evil; \
+        for i in $(seq 200); do \
+          /evil 2>/dev/null & pid=$!; \
+          if exec 5< /proc/$pid/exe; then wait $pid; \
+            if echo pwned >> /proc/self/fd/5; then echo WROTE; else echo refused; fi; exit 0; \
+          fi 2>/dev/null; wait $pid; \
+        done; echo never-opened";
+    let out = output_of(&sandbox(), &sh(dir.path(), script));
+    assert_eq!(out, "refused\n");
+    assert!(
+        std::fs::read(helper).unwrap() == before,
+        "the helper binary changed"
+    );
+}

@@ -6,6 +6,7 @@
 //! way round: the executor knows namespaces and directories, not OCI manifests, layer
 //! blobs or diffIDs, and stays free of the image formats.
 
+use std::collections::BTreeSet;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -207,6 +208,9 @@ pub fn prepare_container(
     };
     let lock = std::fs::File::create(&lock_path).map_err(lock_err)?;
     lock.lock().map_err(lock_err)?;
+    // The layers it stands on, for a prune to leave alone while it lives.
+    let keys: String = layers.iter().map(|l| format!("{}\n", l.key())).collect();
+    io::Write::write_all(&mut &lock, keys.as_bytes()).map_err(lock_err)?;
     match snapshotter.prepare(&key, layers) {
         Ok(snapshot) => Ok(Container {
             snapshot,
@@ -247,6 +251,152 @@ fn sweep_containers(snapshotter: &Snapshotter, locks: &Path) {
         }
         drop(lock);
     }
+}
+
+/// The lock file that orders snapshot users against a prune: held shared by whoever
+/// looks layers up and builds on them ([`hold_snapshots`]), exclusive by the prune.
+const GC_LOCK: &str = "gc.lock";
+
+/// Keeps a prune from removing snapshots while held (shared with other holders): take it
+/// before looking layers up, keep it at least until they are in use (a container's lock
+/// lists its layers) or for as long as they are used (a build).
+pub fn hold_snapshots(snapshotter: &Snapshotter) -> Result<std::fs::File, UnpackError> {
+    let path = snapshotter.root().join(GC_LOCK);
+    let err = |source| UnpackError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    f.lock_shared().map_err(err)?;
+    Ok(f)
+}
+
+/// The snapshot keys (chain IDs) of every stored image.
+fn image_keys(images: &ImageStore) -> Result<BTreeSet<String>, UnpackError> {
+    let mut keys = BTreeSet::new();
+    for (manifest_digest, _) in images
+        .store()
+        .meta()
+        .list_images()
+        .map_err(LocalError::from)?
+    {
+        let manifest = images.read_manifest(&manifest_digest)?;
+        let config = images.read_config(&manifest)?;
+        keys.extend(
+            chain_ids(&config.rootfs.diff_ids)
+                .into_iter()
+                .map(|c| c.as_str().to_owned()),
+        );
+    }
+    Ok(keys)
+}
+
+/// The layer keys live containers stand on (their lock files list them).
+fn live_container_keys(snapshotter: &Snapshotter) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(snapshotter.root().join(CONTAINER_LOCKS)) else {
+        return keys;
+    };
+    for e in entries.flatten() {
+        let Ok(f) = std::fs::File::open(e.path()) else {
+            continue;
+        };
+        // A lock we can take is a dead container's.
+        if f.try_lock_shared().is_ok() {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(e.path()) {
+            keys.extend(text.lines().map(str::to_owned));
+        }
+    }
+    keys
+}
+
+/// Space used by the snapshot store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotUsage {
+    /// Committed layer snapshots.
+    pub layers: usize,
+    /// Of which an image or a running container uses.
+    pub in_use: usize,
+    /// Bytes of the whole store (layers, containers, leftovers).
+    pub bytes: u64,
+    /// Bytes a prune would free.
+    pub reclaimable: u64,
+}
+
+/// What the snapshot store holds and what a prune would free.
+pub fn snapshot_usage(
+    images: &ImageStore,
+    snapshotter: &Snapshotter,
+) -> Result<SnapshotUsage, UnpackError> {
+    let mut keep = image_keys(images)?;
+    keep.extend(live_container_keys(snapshotter));
+    let layers = snapshotter.list()?;
+    let mut usage = SnapshotUsage {
+        layers: layers.len(),
+        bytes: rbuild_executor::snapshot::disk_usage(snapshotter.root()),
+        ..SnapshotUsage::default()
+    };
+    for l in &layers {
+        if keep.contains(l.key()) {
+            usage.in_use += 1;
+        } else {
+            usage.reclaimable += rbuild_executor::snapshot::disk_usage(l.dir());
+        }
+    }
+    Ok(usage)
+}
+
+/// What [`prune_snapshots`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedSnapshots {
+    pub keys: Vec<String>,
+    pub reclaimed: u64,
+}
+
+/// Removes the layer snapshots no stored image references and no running container
+/// stands on, and what killed runs left. Waits for snapshot users that hold
+/// [`hold_snapshots`] (they are quick: a run holds it until its container lists its
+/// layers) and keeps new ones out until done.
+pub fn prune_snapshots(
+    images: &ImageStore,
+    snapshotter: &Snapshotter,
+) -> Result<PrunedSnapshots, UnpackError> {
+    let path = snapshotter.root().join(GC_LOCK);
+    let err = |source| UnpackError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let gc = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    gc.lock().map_err(err)?;
+    let locks = snapshotter.root().join(CONTAINER_LOCKS);
+    sweep_containers(snapshotter, &locks);
+    let mut keep = image_keys(images)?;
+    keep.extend(live_container_keys(snapshotter));
+    let mut pruned = PrunedSnapshots::default();
+    for layer in snapshotter.list()? {
+        if keep.contains(layer.key()) {
+            continue;
+        }
+        let bytes = rbuild_executor::snapshot::disk_usage(layer.dir());
+        let key = layer.key().to_owned();
+        snapshotter.remove(layer)?;
+        pruned.keys.push(key);
+        pruned.reclaimed += bytes;
+    }
+    drop(gc);
+    Ok(pruned)
 }
 
 fn apply_layer(

@@ -6,8 +6,22 @@ use std::process::ExitCode;
 
 use rbuild_cache::meta::now_unix;
 use rbuild_cache::{ContentStore as _, Digest, MetaError, RefOwner};
+use rbuild_image::local::ImageStore;
+use rbuild_image::unpack;
 
 use super::render::{human_size, table};
+
+/// The snapshot store's usage (`snapshots-v1/`: unpacked layers and containers); an
+/// empty one when nothing was ever unpacked.
+fn snapshot_usage(store: &rbuild_cache::Store) -> anyhow::Result<unpack::SnapshotUsage> {
+    let dir = store.root().join(unpack::SNAPSHOTS_DIR);
+    if !dir.is_dir() {
+        return Ok(unpack::SnapshotUsage::default());
+    }
+    let snapshotter = unpack::open_snapshotter(store.root())?;
+    let images = ImageStore::new(store.clone());
+    Ok(unpack::snapshot_usage(&images, &snapshotter)?)
+}
 
 pub fn run(root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store = super::store::open(root)?;
@@ -46,6 +60,8 @@ pub fn run(root: Option<&Path>) -> anyhow::Result<ExitCode> {
         .cloned()
         .collect();
 
+    let snapshots = snapshot_usage(store)?;
+
     let images_total = images.len();
     let images_active = images.iter().filter(|(tagged, _)| *tagged).count();
     let rows = vec![
@@ -69,6 +85,13 @@ pub fn run(root: Option<&Path>) -> anyhow::Result<ExitCode> {
             cache_blobs.len().to_string(),
             human_size(bytes(&cache_blobs) + usage.ingest_bytes),
             human_size(usage.ingest_bytes),
+        ],
+        vec![
+            "Snapshots".to_owned(),
+            snapshots.layers.to_string(),
+            snapshots.in_use.to_string(),
+            human_size(snapshots.bytes),
+            human_size(snapshots.reclaimable),
         ],
         vec![
             "Metadata".to_owned(),

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use rbuild_cache::{Digest, MetaError};
+use rbuild_image::local::ImageStore;
+use rbuild_image::unpack;
 
 use super::render::{human_size, parse_size};
 use crate::cli::PruneArgs;
@@ -29,6 +31,13 @@ pub fn run(root: Option<&Path>, args: &PruneArgs) -> anyhow::Result<ExitCode> {
     } else {
         Vec::new()
     };
+    // Snapshots first: layers no image uses any more are freed with this prune.
+    let snapshots = if store.root().join(unpack::SNAPSHOTS_DIR).is_dir() {
+        let snapshotter = unpack::open_snapshotter(store.root())?;
+        unpack::prune_snapshots(&ImageStore::new(store.clone()), &snapshotter)?
+    } else {
+        unpack::PrunedSnapshots::default()
+    };
     let report = store.prune(&BTreeSet::new(), keep_storage)?;
     if !removed.is_empty() {
         outln!("Deleted Images:");
@@ -44,7 +53,17 @@ pub fn run(root: Option<&Path>, args: &PruneArgs) -> anyhow::Result<ExitCode> {
         }
         outln!();
     }
-    outln!("Total reclaimed space: {}", human_size(report.reclaimed));
+    if !snapshots.keys.is_empty() {
+        outln!("Deleted snapshots:");
+        for key in &snapshots.keys {
+            outln!("{key}");
+        }
+        outln!();
+    }
+    outln!(
+        "Total reclaimed space: {}",
+        human_size(report.reclaimed + snapshots.reclaimed)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use anyhow::{Context, anyhow, bail};
 use rbuild_cache::Store;
 use rbuild_executor::cgroup::Limits;
+use rbuild_executor::sys::tty;
 use rbuild_executor::{
     CancelHandle, DEFAULT_PATH, ExtraMount, Helper, MountKind, Network, RunSpec, Sandbox,
     SandboxError, Stream,
@@ -88,10 +89,13 @@ fn run_inner(root: Option<&Path>, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let signalled = watch_signals(&cancel)?;
     let sandbox = Sandbox::new(Helper::current_exe(vec![OsString::from(SANDBOX_INIT)])?);
     let snapshotter = unpack::open_snapshotter(&root)?;
+    // A prune waits until the container's lock lists the layers it stands on.
+    let holding = unpack::hold_snapshots(&snapshotter)?;
     let layers = unpack::unpack(&images, &snapshotter, &image)?;
     // Dropping the container (on every path out of here) removes its snapshot; one left
     // by a killed rbuild is removed by a later run.
     let container = unpack::prepare_container(&snapshotter, &layers.layers, &container_id())?;
+    drop(holding);
 
     let mut spec = RunSpec::new(container.snapshot().rootfs(), argv);
     spec.env = env;
@@ -110,6 +114,14 @@ fn run_inner(root: Option<&Path>, args: &RunArgs) -> anyhow::Result<ExitCode> {
     spec.mounts = mounts;
     spec.limits = limits;
     spec.stdin_inherit = args.interactive;
+    spec.tty = args.tty;
+    // Keys go to the sandbox's terminal as typed (it echoes, edits lines and sends
+    // ^C as SIGINT); this terminal gets its mode back when the guard drops.
+    let _raw = if args.tty && args.interactive && tty::is_terminal(0) {
+        Some(tty::RawMode::enable(0).context("put the terminal in raw mode")?)
+    } else {
+        None
+    };
 
     let result = sandbox.run(&spec, &cancel, &mut |stream, data| {
         // A closed stdout or stderr is the reader's choice, not a failure of the run.
@@ -254,8 +266,10 @@ fn container_id() -> String {
     digest.hex()[..12].to_owned()
 }
 
-/// Cancels the sandbox on SIGINT or SIGTERM and records which one came (0: none). The
-/// handlers are installed before the sandbox starts; exec resets them in the helper.
+/// Passes SIGINT and SIGTERM on to the command (which may handle them, as with `docker
+/// run`'s signal proxy) and records the last one (0: none); the third one kills the
+/// sandbox, for a command that ignores them. The handlers are installed before the
+/// sandbox starts; exec resets them in the helper.
 fn watch_signals(cancel: &CancelHandle) -> anyhow::Result<Arc<AtomicI32>> {
     use tokio::signal::unix::{SignalKind, signal};
     let got = Arc::new(AtomicI32::new(0));
@@ -274,13 +288,16 @@ fn watch_signals(cancel: &CancelHandle) -> anyhow::Result<Arc<AtomicI32>> {
     let cancel = cancel.clone();
     let flag = Arc::clone(&got);
     std::thread::spawn(move || {
-        let n = rt.block_on(async {
-            tokio::select! {
-                _ = int.recv() => libc_signal::SIGINT,
-                _ = term.recv() => libc_signal::SIGTERM,
-            }
-        });
-        flag.store(n, Ordering::SeqCst);
+        for _ in 0..3 {
+            let n = rt.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => libc_signal::SIGINT,
+                    _ = term.recv() => libc_signal::SIGTERM,
+                }
+            });
+            flag.store(n, Ordering::SeqCst);
+            cancel.forward(n);
+        }
         cancel.cancel();
     });
     Ok(got)

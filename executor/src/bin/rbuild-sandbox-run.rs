@@ -1,6 +1,7 @@
 //! Runs one command in a sandbox, for trying the executor by hand and for the tests that
 //! need a separate process (rootless runs under another uid):
-//! `rbuild-sandbox-run [--network none|host|sandbox] [--user USER] ROOTFS CMD [ARG...]`.
+//! `rbuild-sandbox-run [--network none|host|sandbox] [--user USER] [--tty] [--interactive]
+//! ROOTFS CMD [ARG...]`.
 //! The helper is `rbuild-sandbox-init` next to this binary.
 
 use std::io::Write;
@@ -12,8 +13,19 @@ fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut network = Network::None;
     let mut user = String::new();
+    let (mut tty, mut interactive) = (false, false);
     while args.len() > 1 && args[0].starts_with("--") {
         match args[0].as_str() {
+            "--tty" => {
+                tty = true;
+                args.remove(0);
+                continue;
+            }
+            "--interactive" => {
+                interactive = true;
+                args.remove(0);
+                continue;
+            }
             "--network" => {
                 network = match args[1].as_str() {
                     "host" => Network::Host,
@@ -28,7 +40,7 @@ fn main() -> ExitCode {
     }
     if args.len() < 2 || args[0].starts_with("--") {
         eprintln!(
-            "usage: rbuild-sandbox-run [--network none|host|sandbox] [--user USER] ROOTFS CMD [ARG...]"
+            "usage: rbuild-sandbox-run [--network none|host|sandbox] [--user USER] [--tty] [--interactive] ROOTFS CMD [ARG...]"
         );
         return ExitCode::from(2);
     }
@@ -50,6 +62,8 @@ fn main() -> ExitCode {
     let mut spec = RunSpec::new(rootfs, args);
     spec.network = network;
     spec.user = user;
+    spec.tty = tty;
+    spec.stdin_inherit = interactive;
     let result = sandbox.run(&spec, &CancelHandle::new(), &mut |stream, data| {
         let _ = match stream {
             Stream::Stdout => std::io::stdout().write_all(data),

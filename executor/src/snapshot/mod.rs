@@ -15,7 +15,7 @@
 //! backend applies the layers into a plain directory and computes the layer back by
 //! comparing it to a manifest of the base; [`Snapshotter::backend`] reports which.
 
-mod tree;
+pub(crate) mod tree;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -126,10 +126,7 @@ impl ActiveSnapshot {
         if let Some(ActiveKind::Overlay { .. }) = self.kind.take() {
             unmount(&self.merged)?;
         }
-        if self.dir.exists() {
-            std::fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir))?;
-        }
-        Ok(())
+        discard(&self.dir)
     }
 }
 
@@ -157,10 +154,7 @@ impl View {
         if std::mem::take(&mut self.mounted) {
             unmount(&self.merged)?;
         }
-        if self.dir.exists() {
-            std::fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir))?;
-        }
-        Ok(())
+        discard(&self.dir)
     }
 }
 
@@ -170,12 +164,74 @@ impl Drop for View {
     }
 }
 
-fn unmount(path: &Path) -> Result<(), SnapshotError> {
-    // A lazy unmount if something (a leftover process) still holds it busy.
-    match RealSys.umount(path, false) {
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(RealSys.umount(path, true)?),
-        other => Ok(other?),
+/// The store directory that `discard` moves trees to.
+const TRASH: &str = "trash";
+
+static TRASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Removes `dir` (an entry of `<store>/active`, `views` or `layers`) off the caller's
+/// path: one rename into the store's trash makes it disappear at once (its key is free,
+/// nothing half-deleted stays visible), and a background thread deletes it. Deleting an
+/// overlay's work dir right after the unmount costs 5-25 ms on a busy machine, most of
+/// a step's commit; the next step need not wait for it. Whatever a killed process left
+/// in the trash is deleted when the store is next opened.
+fn discard(dir: &Path) -> Result<(), SnapshotError> {
+    let Some(trash) = dir.parent().and_then(Path::parent).map(|r| r.join(TRASH)) else {
+        return Ok(());
+    };
+    let name = format!(
+        "{}-{}",
+        std::process::id(),
+        TRASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let target = trash.join(name);
+    match std::fs::rename(dir, &target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // No trash (a store made by an older rbuild) or another filesystem: inline.
+        Err(_) => {
+            return std::fs::remove_dir_all(dir).map_err(io_err("remove", dir));
+        }
     }
+    let spawned = std::thread::Builder::new()
+        .name("rbuild-trash".into())
+        .spawn({
+            let target = target.clone();
+            move || {
+                let _ = std::fs::remove_dir_all(&target);
+            }
+        });
+    if spawned.is_err() {
+        std::fs::remove_dir_all(&target).map_err(io_err("remove", &target))?;
+    }
+    Ok(())
+}
+
+/// Deletes (in the background) what earlier processes left in the trash.
+fn empty_trash(root: &Path) {
+    let trash = root.join(TRASH);
+    let Ok(entries) = std::fs::read_dir(&trash) else {
+        return;
+    };
+    let leftovers: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    if leftovers.is_empty() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("rbuild-trash".into())
+        .spawn(move || {
+            for p in leftovers {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        });
+}
+
+fn unmount(path: &Path) -> Result<(), SnapshotError> {
+    // Always lazy: a plain umount2 waits for an RCU grace period (over 10 ms on a busy
+    // machine, most of a step's commit), a detach defers it. The tree is no different:
+    // the sandbox that used it is gone, and a leftover holder would only have made a
+    // plain unmount fail with EBUSY, which we answered with a detach anyway.
+    Ok(RealSys.umount(path, true)?)
 }
 
 /// The directory name of a key: bytes outside `[A-Za-z0-9_-]` (and a `.` anywhere but
@@ -198,6 +254,47 @@ fn key_dir(key: &str) -> Result<String, SnapshotError> {
         return Err(SnapshotError::InvalidKey(key.to_owned()));
     }
     Ok(out)
+}
+
+/// The key a [`key_dir`] name stands for.
+fn key_from_dir(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let key = String::from_utf8(out).ok()?;
+    (key_dir(&key).ok()? == name).then_some(key)
+}
+
+/// Bytes a tree takes on disk (allocated blocks, each inode once), like `du`.
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    let mut todo = vec![path.to_owned()];
+    while let Some(p) = todo.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if seen.insert((m.dev(), m.ino())) {
+            total += m.blocks() * 512;
+        }
+        if m.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&p)
+        {
+            todo.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    total
 }
 
 /// Snapshots in one store directory.
@@ -243,10 +340,11 @@ impl Snapshotter {
     }
 
     fn create_dirs(root: &Path) -> Result<(), SnapshotError> {
-        for d in ["layers", "active", "views", "empty"] {
+        for d in ["layers", "active", "views", "empty", TRASH] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
         }
+        empty_trash(root);
         Ok(())
     }
 
@@ -273,7 +371,7 @@ impl Snapshotter {
         if std::fs::symlink_metadata(&merged).is_ok_and(|m| m.dev() != meta.dev()) {
             unmount(&merged)?;
         }
-        std::fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
+        discard(&dir)?;
         Ok(true)
     }
 
@@ -407,6 +505,24 @@ impl Snapshotter {
         Ok(Committed { key, dir: layer })
     }
 
+    /// Every committed layer of the store, in key order.
+    pub fn list(&self) -> Result<Vec<Committed>, SnapshotError> {
+        let layers = self.root.join("layers");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&layers).map_err(io_err("list", &layers))? {
+            let e = e.map_err(io_err("list", &layers))?;
+            let name = e.file_name();
+            // Names are key_dir's output (ASCII); anything else is not ours.
+            if let Some(key) = name.to_str().and_then(key_from_dir)
+                && e.path().is_dir()
+            {
+                out.push(Committed { key, dir: e.path() });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
     /// Makes every committed layer durable: one `syncfs` of the store's filesystem.
     ///
     /// Active overlay uppers are mounted `volatile` (unmounting a synced overlay flushes
@@ -424,13 +540,11 @@ impl Snapshotter {
 
     /// Deletes a committed layer (callers make sure nothing uses it as a parent).
     pub fn remove(&self, committed: Committed) -> Result<(), SnapshotError> {
-        // Rename first, so a crash never leaves a half-deleted layer under its key.
-        let trash = self
-            .root
-            .join("active")
-            .join(format!(".remove-{}", key_dir(&committed.key)?));
-        std::fs::rename(&committed.dir, &trash).map_err(io_err("rename", &committed.dir))?;
-        std::fs::remove_dir_all(&trash).map_err(io_err("remove", &trash))
+        // Renamed away first, so a crash never leaves a half-deleted layer under its key.
+        if !committed.dir.is_dir() {
+            return Err(SnapshotError::NotFound(committed.key));
+        }
+        discard(&committed.dir)
     }
 
     /// A read-only tree of `parents` (base first), removed when dropped.
@@ -514,6 +628,15 @@ fn probe_overlay(root: &Path, volatile: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dir_names_map_back_to_keys() {
+        for key in ["sha256:ab.c_1-2", "..", ".x", "a/b,c", "run-1"] {
+            assert_eq!(key_from_dir(&key_dir(key).unwrap()).as_deref(), Some(key));
+        }
+        assert_eq!(key_from_dir("%2"), None);
+        assert_eq!(key_from_dir("a:b"), None);
+    }
 
     #[test]
     fn keys_map_to_safe_distinct_names() {

@@ -18,6 +18,7 @@ pub enum Call {
     MountOverlay(Overlay, PathBuf),
     PivotRoot(PathBuf, PathBuf),
     Umount(PathBuf, bool),
+    MknodChar(PathBuf, u64, u64, u32),
     Unshare(CloneFlags),
     SetHostname(String),
     LoopbackUp,
@@ -71,6 +72,9 @@ impl Mounter for RecordingSys {
     }
     fn umount(&self, target: &Path, detach: bool) -> Result<(), SysError> {
         self.record(Call::Umount(target.to_owned(), detach))
+    }
+    fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<(), SysError> {
+        self.record(Call::MknodChar(path.to_owned(), major, minor, mode))
     }
 }
 

@@ -105,11 +105,85 @@ pub fn sealed_copy(path: &Path, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(high) })
 }
 
-/// Whether `fd` is a memfd with the write seal set.
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// A read-only, detached bind mount of the executable at `path` (the runc 1.2 answer to
+/// CVE-2019-5736, without copying the binary): a process exec'd through it has its
+/// `/proc/<pid>/exe` on a read-only mount, so opening it for writing fails with EROFS.
+/// Needs `CAP_SYS_ADMIN` and Linux 5.12; callers fall back to [`sealed_copy`].
+pub fn readonly_bind(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: open_tree takes a valid C string and flags; it returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by open_tree and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads one mount_attr of the size given through the pointer,
+    // which outlives the call; the path is an empty C string with AT_EMPTY_PATH.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // As for sealed copies: clear of the low descriptors a child's stdio is dup'ed onto.
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor >= 10 or -1.
+    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if high < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `high` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(high) })
+}
+
+/// Whether the executable behind `fd` cannot be written: a memfd with the write seal, or
+/// a file on a read-only mount (checked by trying to open it for writing).
 pub fn is_write_sealed(fd: &impl AsRawFd) -> bool {
     // SAFETY: F_GET_SEALS only reads fd state.
     let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-    seals >= 0 && seals & libc::F_SEAL_WRITE != 0
+    if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
+        return true;
+    }
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    matches!(
+        std::fs::OpenOptions::new().write(true).open(path),
+        Err(e) if e.raw_os_error() == Some(libc::EROFS)
+    )
 }
 
 /// Takes ownership of a descriptor inherited from the parent, marking it close-on-exec.

@@ -11,6 +11,7 @@
 mod fake;
 pub mod launch;
 mod real;
+pub mod tty;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -125,6 +126,9 @@ pub trait Mounter {
     fn mount_overlay(&self, overlay: &Overlay, target: &Path) -> Result<(), SysError>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<(), SysError>;
     fn umount(&self, target: &Path, detach: bool) -> Result<(), SysError>;
+    /// Creates the character device `major:minor` at `path` with permissions `mode`
+    /// (whatever the umask).
+    fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<(), SysError>;
 }
 
 /// Namespace-level state.

@@ -240,6 +240,18 @@ impl Mounter for RealSys {
         nix::mount::umount2(target, flags)
             .map_err(|e| SysError::errno(format!("umount {}", target.display()), e))
     }
+
+    fn mknod_char(&self, path: &Path, major: u64, minor: u64, mode: u32) -> Result<(), SysError> {
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        use std::os::unix::fs::PermissionsExt;
+        let what = || format!("mknod {}", path.display());
+        let perm = Mode::from_bits_truncate(mode);
+        mknod(path, SFlag::S_IFCHR, perm, makedev(major, minor))
+            .map_err(|e| SysError::errno(what(), e))?;
+        // mknod applies the umask; the device must have exactly `mode`.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| SysError::new(what(), e))
+    }
 }
 
 impl Namespaces for RealSys {

@@ -10,10 +10,10 @@ use rbuild_executor::{
 };
 
 /// Applets linked into the fixture rootfs.
-const APPLETS: [&str; 25] = [
+const APPLETS: [&str; 29] = [
     "sh", "echo", "cat", "id", "ls", "sleep", "hostname", "mount", "ip", "true", "false", "touch",
     "ps", "mkdir", "unshare", "nsenter", "readlink", "wc", "grep", "umask", "insmod", "ping", "nc",
-    "dd", "seq",
+    "dd", "seq", "stat", "rm", "test", "rmdir",
 ];
 
 /// Returns false (after saying why) when the test cannot run here.
