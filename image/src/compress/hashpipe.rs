@@ -14,8 +14,12 @@ use sha2::{Digest as _, Sha256};
 
 /// Bytes per buffer handed to the hashing thread.
 pub(crate) const CHUNK: usize = 1 << 20;
-/// Buffers in use at most (being filled, queued, hashed): bounds memory to `POOL * CHUNK`.
-const POOL: usize = 4;
+/// Buffers in use at most (being filled, queued, hashed) for the diffID's hash: bounds memory
+/// to `POOL * CHUNK`. Generous, so a hashing thread that the scheduler leaves waiting for a
+/// while (on a busy machine) does not stall the writer and with it the encoder's workers.
+pub(crate) const POOL: usize = 12;
+/// The same for the compressed stream, about a third as long.
+pub(crate) const SMALL_POOL: usize = 4;
 
 type Chunk = Arc<Vec<u8>>;
 
@@ -24,6 +28,7 @@ type Chunk = Arc<Vec<u8>>;
 pub(crate) struct HashPipe {
     tx: Option<SyncSender<Chunk>>,
     back: Receiver<Chunk>,
+    pool: usize,
     worker: Option<JoinHandle<(Sha256, u64)>>,
     free: Vec<Vec<u8>>,
     allocated: usize,
@@ -35,9 +40,12 @@ fn died() -> io::Error {
 }
 
 impl HashPipe {
-    pub(crate) fn new() -> io::Result<HashPipe> {
-        let (tx, rx) = sync_channel::<Chunk>(POOL);
-        let (back_tx, back) = sync_channel::<Chunk>(POOL);
+    /// A pipe using at most `pool` buffers (at least two).
+    pub(crate) fn new(pool: usize) -> io::Result<HashPipe> {
+        let pool = pool.max(2);
+        let (tx, rx) = sync_channel::<Chunk>(pool);
+        // Room for every buffer, so handing one back never blocks or drops it.
+        let (back_tx, back) = sync_channel::<Chunk>(pool);
         let worker = std::thread::Builder::new()
             .name("rbuild-sha256".into())
             .spawn(move || {
@@ -54,6 +62,7 @@ impl HashPipe {
         Ok(HashPipe {
             tx: Some(tx),
             back,
+            pool,
             worker: Some(worker),
             free: Vec::new(),
             allocated: 1,
@@ -83,7 +92,7 @@ impl HashPipe {
             if let Some(v) = self.free.pop() {
                 return Ok(v);
             }
-            if self.allocated < POOL {
+            if self.allocated < self.pool {
                 self.allocated += 1;
                 return Ok(Vec::with_capacity(CHUNK));
             }

@@ -161,7 +161,7 @@ impl<W: Write> CompressWriter<W> {
             inner: out,
             hash: match compression {
                 Compression::None => None,
-                _ => Some(HashPipe::new().map_err(CompressError::Io)?),
+                _ => Some(HashPipe::new(hashpipe::SMALL_POOL).map_err(CompressError::Io)?),
             },
         };
         let threads = threads.max(1);
@@ -180,7 +180,7 @@ impl<W: Write> CompressWriter<W> {
             }
         };
         Ok(Self {
-            diff: HashPipe::new().map_err(CompressError::Io)?,
+            diff: HashPipe::new(hashpipe::POOL).map_err(CompressError::Io)?,
             enc,
         })
     }

@@ -45,7 +45,9 @@ impl<W: Write> ParallelGzEncoder<W> {
         Self {
             out: Some(out),
             level: level.min(9),
-            max_in_flight: threads.max(1) * 4,
+            // 16 blocks (2 MiB of input) per thread queued ahead: enough that the workers
+            // keep going while a busy machine leaves this thread unscheduled for a while.
+            max_in_flight: threads.max(1) * 16,
             buf: Vec::with_capacity(DICT_SIZE + BLOCK_SIZE),
             dict_len: 0,
             pending: VecDeque::new(),
