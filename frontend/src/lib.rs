@@ -26,7 +26,7 @@ use rbuild_graph::{Digest, Graph, ImageConfig};
 use rbuild_parser::ast::{Dockerfile, Span};
 
 pub use error::FrontendError;
-pub use rbuild_graph::Platform;
+pub use rbuild_graph::{Platform, parse_dockerignore};
 pub use reference::{Reference, ReferenceError};
 pub use resolver::{ImageResolver, MemoryResolver, NoopResolver, ResolveError, ResolvedImage};
 
@@ -162,37 +162,4 @@ pub fn lower_source(
         span: e.span,
     })?;
     lower(&df, opts, resolver)
-}
-
-/// Reads `.dockerignore` text into patterns: comments and blank lines dropped, each
-/// pattern trimmed and cleaned (a leading `!` kept), as moby's `ignorefile.ReadAll`.
-pub fn parse_dockerignore(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.strip_prefix('\u{feff}').unwrap_or(line);
-        if line.starts_with('#') {
-            continue;
-        }
-        let mut pattern = line.trim();
-        if pattern.is_empty() {
-            continue;
-        }
-        let invert = pattern.starts_with('!');
-        if invert {
-            pattern = pattern[1..].trim();
-        }
-        if pattern.is_empty() {
-            continue;
-        }
-        let mut cleaned = values::clean(pattern);
-        if cleaned.len() > 1 && cleaned.starts_with('/') {
-            cleaned.remove(0);
-        }
-        out.push(if invert {
-            format!("!{cleaned}")
-        } else {
-            cleaned
-        });
-    }
-    out
 }

@@ -68,32 +68,7 @@ pub fn normalize_path(parent: &str, new: &str, keep_slash: bool) -> String {
 }
 
 /// Go's `path.Clean`.
-pub fn clean(p: &str) -> String {
-    if p.is_empty() {
-        return ".".into();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            c => parts.push(c),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
-}
+pub use rbuild_graph::clean_path as clean;
 
 /// Checks a `--chmod` value: an octal mode up to 07777, or a symbolic mode (`u+x,go-w`).
 pub fn check_chmod(v: &str) -> Result<(), String> {

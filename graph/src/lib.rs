@@ -6,12 +6,14 @@
 //! location, stage) is kept beside it and never hashed.
 
 mod digest;
+mod dockerignore;
 mod graph;
 mod image;
 mod op;
 mod platform;
 
 pub use digest::{Digest, DigestError};
+pub use dockerignore::{clean_path, parse_dockerignore};
 pub use graph::{
     ENCODING_VERSION, Graph, GraphError, Location, StageOutput, Vertex, VertexMeta, vertex_digest,
 };

@@ -26,10 +26,10 @@ use rustix::fs::OFlags;
 use rustix::io::Errno;
 use xattr::FileExt;
 
-use super::clean::clean;
 use super::glob::{FileGlob, PatternError};
 use super::ignore::{AncestorHits, Matcher};
 use super::metacache::{FileHashes, FileKey, HashStats, MetaCache};
+use rbuild_graph::clean_path as clean;
 
 /// Domain separation for the digest encoding; bump when the encoding changes.
 const DIGEST_HEADER: &[u8] = b"rbuild.context.selection.v1\0";

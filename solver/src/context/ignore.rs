@@ -1,50 +1,12 @@
 //! `.dockerignore`: reading the file, choosing which file applies, and deciding whether
 //! a context path is excluded, with the semantics of moby's `patternmatcher` and
-//! `ignorefile` packages.
+//! `ignorefile` packages. Reading the file's patterns is [`rbuild_graph::parse_dockerignore`]
+//! (the front end records them in the context source), re-exported by the context module as `parse_ignore`.
 
 use std::path::{Path, PathBuf};
 
-use super::clean::clean;
 use super::glob::{IgnorePattern, PatternError};
-
-/// Splits `.dockerignore` text into patterns as moby's `ignorefile.ReadAll` does: a BOM
-/// on the first line is dropped, lines starting with `#` (before trimming) are comments,
-/// blank lines vanish, each pattern is trimmed and cleaned, a leading `/` is dropped and
-/// `!` stays in front of an exception.
-pub fn parse_ignore(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = if n == 0 {
-            line.strip_prefix('\u{feff}').unwrap_or(line)
-        } else {
-            line
-        };
-        if line.starts_with('#') {
-            continue;
-        }
-        let mut pattern = line.trim();
-        if pattern.is_empty() {
-            continue;
-        }
-        let invert = pattern.starts_with('!');
-        if invert {
-            pattern = pattern[1..].trim();
-        }
-        let mut cleaned = String::new();
-        if !pattern.is_empty() {
-            cleaned = clean(pattern);
-            if cleaned.len() > 1 && cleaned.starts_with('/') {
-                cleaned.remove(0);
-            }
-        }
-        out.push(if invert {
-            format!("!{cleaned}")
-        } else {
-            cleaned
-        });
-    }
-    out
-}
+use rbuild_graph::{clean_path as clean, parse_dockerignore as parse_ignore};
 
 /// The ignore file for a build: `<Dockerfile>.dockerignore` next to the Dockerfile wins
 /// over `.dockerignore` at the context root; `None` when neither exists.

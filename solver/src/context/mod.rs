@@ -8,13 +8,13 @@
 //!   file contents, keyed on dev, inode, size, mtime, ctime and mode.
 
 pub mod checksum;
-mod clean;
 pub mod glob;
 pub mod ignore;
 pub mod metacache;
 
 pub use checksum::{Checksum, ChecksumError, checksum_selection};
-pub use clean::clean;
 pub use glob::PatternError;
-pub use ignore::{AncestorHits, Matcher, ignore_file_for, parse_ignore};
+pub use ignore::{AncestorHits, Matcher, ignore_file_for};
 pub use metacache::{CacheError, HashStats, MetaCache};
+pub use rbuild_graph::clean_path as clean;
+pub use rbuild_graph::parse_dockerignore as parse_ignore;
