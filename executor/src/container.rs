@@ -521,6 +521,7 @@ mod tests {
             network,
             bind_files: vec![("/tmp/h".into(), "/etc/hosts".into())],
             slirp4netns: None,
+            netns: None,
             mounts: vec![ExtraMount {
                 target: "/run/cache".into(),
                 kind: MountKind::Tmpfs { size: None },

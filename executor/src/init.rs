@@ -120,7 +120,7 @@ fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
             drop(net_w);
             drop(ns_r);
             drop(maps_w);
-            let net = (spec.network == Network::Sandbox).then_some((ns_w, net_r));
+            let net = spec.starts_slirp().then_some((ns_w, net_r));
             let maps = spec.rootless.is_some().then_some(maps_r);
             let code = pid1(spec, sock, &sfd, alive_r, net, maps);
             launch::exit_now(code)
@@ -142,7 +142,7 @@ fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
                 }
             }
             drop(maps_w);
-            let slirp = if spec.network == Network::Sandbox {
+            let slirp = if spec.starts_slirp() {
                 let mut unshared = [0u8; 1];
                 let started = match std::fs::File::from(ns_r).read(&mut unshared) {
                     Ok(1) => Slirp::start(spec, child),
@@ -342,8 +342,16 @@ fn pid1(
         report(sock, &Message::SetupFailed(e.to_string()));
         return SETUP_FAILED;
     }
-    if let Err(e) = enter_namespaces(&RealSys, spec.network) {
-        report(sock, &Message::SetupFailed(e.to_string()));
+    let entered = match &spec.netns {
+        // A pooled sandbox network: joined, so only the other namespaces are made (as
+        // for the host network, which makes no network namespace either).
+        Some(path) => crate::netpool::join(path)
+            .map_err(|e| format!("join sandbox network: {e}"))
+            .and_then(|()| enter_namespaces(&RealSys, Network::Host).map_err(|e| e.to_string())),
+        None => enter_namespaces(&RealSys, spec.network).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = entered {
+        report(sock, &Message::SetupFailed(e));
         return SETUP_FAILED;
     }
     let net_ready = match net {

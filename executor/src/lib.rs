@@ -37,6 +37,7 @@ pub mod cgroup;
 pub mod container;
 mod init;
 pub mod mounts;
+mod netpool;
 pub mod rootfs;
 mod sandbox;
 pub mod snapshot;
@@ -45,6 +46,7 @@ pub mod sys;
 pub mod user;
 
 pub use init::sandbox_init_main;
+pub use netpool::{NetLease, NetPool};
 pub use sandbox::{CancelHandle, ExitStatus, Helper, RunSpec, Sandbox, SandboxError, Stream};
 pub use spec::{
     DEFAULT_CAPABILITIES, DEFAULT_PATH, ExtraMount, InitSpec, Message, MountKind, Network, Rootfs,

@@ -181,6 +181,10 @@ pub struct RunSpec {
     /// Give the command a terminal (`rbuild run -t`): its output then goes straight to
     /// the caller's stdout (a terminal, usually), not through the output callback.
     pub tty: bool,
+    /// With [`Network::Sandbox`]: join this network namespace, already served by its
+    /// slirp4netns (a [`crate::NetLease`], held by the caller until the run ends),
+    /// instead of making a namespace and starting slirp4netns for this run.
+    pub netns: Option<PathBuf>,
 }
 
 impl RunSpec {
@@ -201,6 +205,7 @@ impl RunSpec {
             limits: Limits::default(),
             secret_env: Vec::new(),
             tty: false,
+            netns: None,
         }
     }
 }
@@ -554,8 +559,12 @@ impl Sandbox {
         cancel: &CancelHandle,
         output: &mut dyn FnMut(Stream, &[u8]),
     ) -> Result<ExitStatus, SandboxError> {
+        let netns = spec
+            .netns
+            .clone()
+            .filter(|_| spec.network == Network::Sandbox);
         let slirp4netns = match spec.network {
-            Network::Sandbox => {
+            Network::Sandbox if netns.is_none() => {
                 Some(find_host_program("slirp4netns").ok_or(SandboxError::NoSandboxNetwork)?)
             }
             _ => None,
@@ -601,6 +610,7 @@ impl Sandbox {
             network: spec.network,
             bind_files,
             slirp4netns,
+            netns,
             mounts,
             rootless: (!crate::sys::running_as_root()).then(crate::sys::effective_ids),
             cgroup_procs: cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),

@@ -138,6 +138,10 @@ pub struct InitSpec {
     pub bind_files: Vec<(PathBuf, String)>,
     /// The slirp4netns binary, for [`Network::Sandbox`].
     pub slirp4netns: Option<PathBuf>,
+    /// [`Network::Sandbox`] already served: PID 1 joins this network namespace (a
+    /// [`crate::NetPool`] lease) instead of making one, and no slirp4netns is started.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
     pub mounts: Vec<ExtraMount>,
     /// Rootless: the caller's `(uid, gid)`, mapped to root in a new user namespace.
     pub rootless: Option<(u32, u32)>,
@@ -154,6 +158,14 @@ pub struct InitSpec {
     /// and up, so users other than root exist inside.
     #[serde(default)]
     pub subids: Option<SubIds>,
+}
+
+impl InitSpec {
+    /// Whether the helper starts slirp4netns for this run (a sandbox network that is not
+    /// a pooled one).
+    pub fn starts_slirp(&self) -> bool {
+        self.network == Network::Sandbox && self.netns.is_none()
+    }
 }
 
 /// The caller's subordinate id ranges (`/etc/subuid`, `/etc/subgid`) and the setuid
@@ -257,6 +269,7 @@ mod tests {
             network: Network::Host,
             bind_files: vec![("/tmp/hosts".into(), "/etc/hosts".into())],
             slirp4netns: None,
+            netns: Some("/proc/1/fd/7".into()),
             mounts: vec![ExtraMount {
                 target: "/cache".into(),
                 kind: MountKind::Tmpfs {

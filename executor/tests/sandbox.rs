@@ -586,6 +586,68 @@ fn network_sandbox_has_its_own_stack_but_not_the_hosts_loopback() {
 }
 
 #[test]
+fn pooled_sandbox_networks_are_reused_serially_and_keep_the_hosts_loopback_out() {
+    if !can_run() {
+        return;
+    }
+    let Some(slirp) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("slirp4netns"))
+            .find(|p| p.is_file())
+    }) else {
+        eprintln!("skipping: slirp4netns not installed (apt-get install slirp4netns)");
+        return;
+    };
+    let pool = rbuild_executor::NetPool::new(slirp).expect("root gets a pool");
+    let dir = fixture();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Only addresses of the sandbox itself and of slirp's host-loopback alias are tried.
+    let script = format!(
+        "readlink /proc/self/ns/net; ls /sys/class/net; \
+         ip -4 addr show tap0 | grep -o 'inet [0-9./]*'; \
+         nc 10.0.2.2 {port} </dev/null && echo reached-host-lo; \
+         nc 127.0.0.1 {port} </dev/null && echo reached-own-lo; true"
+    );
+    let sb = sandbox();
+    let mut namespaces = Vec::new();
+    for _ in 0..2 {
+        let lease = pool.lease().unwrap();
+        let mut spec = sh(dir.path(), &script);
+        spec.network = Network::Sandbox;
+        spec.netns = Some(lease.path().to_owned());
+        let out = run(&sb, &spec);
+        assert_eq!(out.status.unwrap(), ExitStatus::Code(0), "{}", out.stderr);
+        drop(lease);
+        let lines: Vec<String> = out.stdout.lines().map(str::to_owned).collect();
+        assert_eq!(
+            lines[1..4],
+            ["lo", "tap0", "inet 10.0.2.100/24"],
+            "{lines:?}"
+        );
+        assert!(!out.stdout.contains("reached"), "{}", out.stdout);
+        namespaces.push(lines[0].clone());
+        assert_eq!(pool.idle(), 1);
+    }
+    // The second run joined the first one's namespace.
+    assert_eq!(namespaces[0], namespaces[1]);
+    assert!(namespaces[0].starts_with("net:["), "{namespaces:?}");
+    // Two runs at once never share one.
+    let (a, b) = (pool.lease().unwrap(), pool.lease().unwrap());
+    assert_ne!(
+        std::fs::read_link(a.path()).unwrap(),
+        std::fs::read_link(b.path()).unwrap()
+    );
+    drop((a, b));
+    assert_eq!(pool.idle(), 2);
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+}
+
+#[test]
 fn resource_limits() {
     if !can_run() {
         return;

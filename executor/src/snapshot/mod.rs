@@ -15,6 +15,7 @@
 //! backend applies the layers into a plain directory and computes the layer back by
 //! comparing it to a manifest of the base; [`Snapshotter::backend`] reports which.
 
+mod durable;
 pub(crate) mod tree;
 
 use std::io;
@@ -531,6 +532,33 @@ impl Snapshotter {
     /// before recording a build's cache entries.
     pub fn sync(&self) -> Result<(), SnapshotError> {
         crate::sys::sync_filesystem(&self.root).map_err(io_err("sync", &self.root))
+    }
+
+    /// Makes the committed layers `keys` durable (their files, directories and the
+    /// renames that committed them), syncing just those when they are small, else the
+    /// whole filesystem as [`Self::sync`] does. Layers removed meanwhile are skipped.
+    pub fn sync_layers(&self, keys: &[&str]) -> Result<(), SnapshotError> {
+        let mut dirs = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.committed(key) {
+                Ok(c) => dirs.push(c.dir),
+                Err(SnapshotError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+        let layers = self.root.join("layers");
+        match durable::entries(&refs, durable::WALK_LIMIT).map_err(io_err("scan", &layers))? {
+            Some(mut paths) => {
+                // The directory the commits renamed the layers into.
+                paths.push(layers.clone());
+                durable::sync_all(&paths).map_err(io_err("sync", &layers))
+            }
+            None => self.sync(),
+        }
     }
 
     /// Throws an active snapshot away.

@@ -1,0 +1,196 @@
+//! A pool of sandbox networks ([`crate::Network::Sandbox`]) that runs reuse one after
+//! another, so a build of many `RUN` steps starts slirp4netns once per concurrent step
+//! instead of once per step (starting it and waiting for it to configure the namespace
+//! is the largest part of a trivial step's cost).
+//!
+//! Each pooled network is a network namespace made by a short-lived thread of the caller
+//! (`unshare(CLONE_NEWNET)` affects only the calling thread), kept alive by a descriptor,
+//! and served by one slirp4netns started with the same options as a per-run one
+//! (`--disable-host-loopback`: no route to the host's 127.0.0.1). A run takes a network
+//! with [`NetPool::lease`] and PID 1 joins it (`setns`) instead of making its own; the
+//! lease goes back to the pool when dropped, after the run, so two runs at once never
+//! share one. What a run could leave behind in the namespace is limited: its processes
+//! all die with its pid namespace (and with them their sockets, abstract unix sockets
+//! included), and without `CAP_NET_ADMIN` (Docker's default set has none) it cannot
+//! change addresses, routes or firewall rules. A run that ends badly (killed, failed
+//! setup) returns its namespace all the same: nothing of it survives the pid namespace.
+//!
+//! Only for root: a rootless sandbox makes its own user namespace, which has no right to
+//! join a network namespace owned by the caller's. Without the pool (rootless, or the
+//! pool failed to start a network), runs make their own namespace and slirp4netns.
+
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use nix::sched::CloneFlags;
+
+use crate::sys::launch;
+
+/// One network namespace served by its slirp4netns.
+#[derive(Debug)]
+struct PooledNet {
+    /// The namespace, kept alive by this descriptor (nsfs).
+    ns: OwnedFd,
+    slirp: Child,
+    /// slirp4netns exits when this closes (also when the caller dies).
+    exit: Option<OwnedFd>,
+}
+
+impl Drop for PooledNet {
+    fn drop(&mut self) {
+        drop(self.exit.take());
+        let _ = self.slirp.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    slirp4netns: PathBuf,
+    idle: Mutex<Vec<PooledNet>>,
+}
+
+/// Sandbox networks for runs of one caller, reused serially. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NetPool {
+    inner: Arc<Inner>,
+}
+
+/// A network of the pool, held by one run; back to the pool when dropped.
+#[derive(Debug)]
+pub struct NetLease {
+    net: Option<PooledNet>,
+    pool: Arc<Inner>,
+    path: PathBuf,
+}
+
+impl NetLease {
+    /// The namespace's path for PID 1 to join (through this process's descriptor table,
+    /// valid while the lease lives).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for NetLease {
+    fn drop(&mut self) {
+        if let Some(net) = self.net.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(net);
+        }
+    }
+}
+
+impl NetPool {
+    /// A pool serving networks with the `slirp4netns` binary; `None` when not root (see
+    /// the module docs).
+    pub fn new(slirp4netns: PathBuf) -> Option<NetPool> {
+        crate::sys::running_as_root().then(|| NetPool {
+            inner: Arc::new(Inner {
+                slirp4netns,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// An idle network of the pool, or a new one. Blocks while a new one starts.
+    pub fn lease(&self) -> io::Result<NetLease> {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let net = match idle {
+            Some(n) => n,
+            None => start(&self.inner.slirp4netns)?,
+        };
+        use std::os::fd::AsRawFd;
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            net.ns.as_raw_fd()
+        ));
+        Ok(NetLease {
+            net: Some(net),
+            pool: self.inner.clone(),
+            path,
+        })
+    }
+
+    /// Networks waiting for a run.
+    pub fn idle(&self) -> usize {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+/// A fresh network namespace, from a thread of its own that unshares it and ends.
+fn new_namespace() -> io::Result<OwnedFd> {
+    std::thread::spawn(|| {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+        Ok(OwnedFd::from(File::open("/proc/thread-self/ns/net")?))
+    })
+    .join()
+    .map_err(|_| io::Error::other("network namespace thread panicked"))?
+}
+
+/// Joins the network namespace at `path` (PID 1 of a run, before its other namespaces).
+pub(crate) fn join(path: &Path) -> io::Result<()> {
+    let ns = File::open(path)?;
+    nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+    Ok(())
+}
+
+/// A new namespace with slirp4netns configured in it (tap0, 10.0.2.100/24, its DNS
+/// forwarder at 10.0.2.3), ready when this returns.
+fn start(slirp4netns: &Path) -> io::Result<PooledNet> {
+    let ns = new_namespace()?;
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut cmd = Command::new(slirp4netns);
+    cmd.args([
+        "--configure",
+        "--mtu=65520",
+        "--disable-host-loopback",
+        "--ready-fd=3",
+        "--exit-fd=4",
+        "--netns-type=path",
+        "/proc/self/fd/5",
+        "tap0",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    // Its complaints, for the error message if it fails (a file never blocks it).
+    let mut log = tempfile::tempfile()?;
+    cmd.stderr(log.try_clone()?);
+    let keep = launch::inherit_fds(&mut cmd, &[(&ready_w, 3), (&exit_r, 4), (&ns, 5)])?;
+    let mut slirp = cmd.spawn()?;
+    drop((keep, ready_w, exit_r));
+    let mut ready = [0u8; 1];
+    if File::from(ready_r).read(&mut ready)? != 1 {
+        let status = slirp.wait()?;
+        let mut text = String::new();
+        log.seek(io::SeekFrom::Start(0))?;
+        let _ = (&mut log).take(4096).read_to_string(&mut text);
+        return Err(io::Error::other(format!(
+            "{} did not start ({status}): {}",
+            slirp4netns.display(),
+            text.trim().replace('\n', "; ")
+        )));
+    }
+    Ok(PooledNet {
+        ns,
+        slirp,
+        exit: Some(exit_w),
+    })
+}
