@@ -345,7 +345,9 @@ pub struct BuildArgs {
     /// Always ask the registry for newer versions of base images.
     #[arg(long)]
     pub pull: bool,
-    /// Steps run at once (default: number of cores).
+    /// Steps run at once, RUN steps included. Default: one step per core for work that
+    /// keeps a core busy (COPY, hashing, layers), and besides those up to 64 RUN steps,
+    /// which mostly wait on their process (as BuildKit does not limit them).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Print only the image id.

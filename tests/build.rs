@@ -247,6 +247,13 @@ RUN cat /dir/b.txt > /from-b
     let out = root.run(&["build", "-t", "c:1", ctx.path().to_str().unwrap()]);
     let (_, stderr) = text(&out);
     assert!(stderr.contains("CACHED"), "{stderr}");
+    // A new Dockerfile on the same base reuses the base from the store, which is no cached
+    // step: a cold build prints no `CACHED` line (as docker and buildah count).
+    let other = context(&[("Dockerfile", "FROM busybox\nRUN echo other > /other\n")]);
+    let out = root.run(&["build", "-t", "o:1", other.path().to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("CACHED"), "{stderr}");
 
     // Changing a file of the second COPY re-runs that COPY and what follows, nothing else.
     std::fs::write(ctx.path().join("dir/c.txt"), "c2").unwrap();

@@ -65,7 +65,7 @@ pub use cancel::CancelToken;
 pub use dag::{Dag, DagBuilder, DagError, VertexKey};
 pub use load::{load_graph, load_graph_with};
 pub use progress::{Event, LogStream, NoProgress, ProgressSink, Recorder, Task, TaskId, TaskSink};
-pub use scheduler::{ExecContext, Executor, SolveError, Solved, Solver, default_jobs};
+pub use scheduler::{ExecContext, Executor, JobClass, SolveError, Solved, Solver, default_jobs};
 
 #[cfg(test)]
 mod tests;

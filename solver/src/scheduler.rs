@@ -1,8 +1,15 @@
 //! The scheduler: runs the vertices a solve needs, each once, as soon as its inputs are
 //! done, at most `jobs` at a time, consulting the cache first.
 //!
+//! Vertices come in two classes ([`JobClass`], reported by the executor per op): work
+//! that needs a core (hashing, tar, compression) and work that mostly waits on something
+//! else (a sandboxed process, a `sleep`). A waiting vertex holds no core, so when the
+//! solver is given a separate limit for them ([`Solver::with_wait_jobs`]) they take
+//! permits from that pool instead, and four sleeping steps run at once on two cores.
+//! Without one, every vertex shares the `jobs` pool.
+//!
 //! Every vertex becomes a tokio task when its last input finishes. The task waits for a
-//! permit of the `jobs` semaphore, computes the vertex's cache key from its inputs' keys,
+//! permit of its class's semaphore, computes the vertex's cache key from its inputs' keys,
 //! returns a cached result if there is one, and otherwise executes the op and stores the
 //! result. The first failure cancels the solve: tasks still waiting for a permit give
 //! up, running executors see [`ExecContext::is_cancelled`], no dependent is started, and
@@ -26,6 +33,18 @@ use crate::cache::{Cache, CacheKey, NoCache};
 use crate::cancel::CancelToken;
 use crate::dag::{Dag, DagError, VertexKey};
 use crate::progress::{LogStream, NoProgress, ProgressSink};
+
+/// What a vertex mostly does while it runs, which decides the pool it takes its permit
+/// from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobClass {
+    /// Keeps a core busy: bounded by [`Solver::with_jobs`].
+    #[default]
+    Compute,
+    /// Mostly waits (on another process, a timer, the network): bounded by
+    /// [`Solver::with_wait_jobs`] when that is set, else by `jobs` as well.
+    Wait,
+}
 
 /// Executes single vertices. The scheduler never looks inside `O`.
 pub trait Executor<K, O>: Send + Sync + 'static {
@@ -58,6 +77,13 @@ pub trait Executor<K, O>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<CacheKey>, Self::Error>> + Send {
         let _ = (key, op, inputs);
         async { Ok(None) }
+    }
+
+    /// The class of `op`, which decides the pool its permit comes from. The default is
+    /// [`JobClass::Compute`].
+    fn class(&self, key: &K, op: &O) -> JobClass {
+        let _ = (key, op);
+        JobClass::Compute
     }
 }
 
@@ -164,6 +190,8 @@ pub struct Solver<K, X, C = NoCache> {
     cache: Arc<C>,
     progress: Arc<dyn ProgressSink<K>>,
     jobs: usize,
+    /// A separate limit for [`JobClass::Wait`] vertices; `None`: they share `jobs`.
+    wait_jobs: Option<usize>,
     cancel: CancelToken,
 }
 
@@ -171,6 +199,7 @@ impl<K: fmt::Debug, X, C> fmt::Debug for Solver<K, X, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Solver")
             .field("jobs", &self.jobs)
+            .field("wait_jobs", &self.wait_jobs)
             .field("cancelled", &self.cancel.is_cancelled())
             .finish()
     }
@@ -189,6 +218,7 @@ impl<K: VertexKey, X> Solver<K, X, NoCache> {
             cache: Arc::new(NoCache),
             progress: Arc::new(NoProgress),
             jobs: default_jobs(),
+            wait_jobs: None,
             cancel: CancelToken::new(),
         }
     }
@@ -201,6 +231,7 @@ impl<K: VertexKey, X, C> Solver<K, X, C> {
             cache,
             progress: self.progress,
             jobs: self.jobs,
+            wait_jobs: self.wait_jobs,
             cancel: self.cancel,
         }
     }
@@ -210,9 +241,18 @@ impl<K: VertexKey, X, C> Solver<K, X, C> {
         self
     }
 
-    /// At most `jobs` vertices run at once (0 counts as 1).
+    /// At most `jobs` vertices run at once (0 counts as 1): every vertex, or with
+    /// [`Self::with_wait_jobs`] every [`JobClass::Compute`] vertex.
     pub fn with_jobs(mut self, jobs: usize) -> Self {
         self.jobs = jobs.max(1);
+        self
+    }
+
+    /// Gives [`JobClass::Wait`] vertices a pool of their own: at most `wait_jobs` of them
+    /// run at once (0 counts as 1), besides the `jobs` compute vertices. `None` (the
+    /// default): they share the `jobs` pool.
+    pub fn with_wait_jobs(mut self, wait_jobs: Option<usize>) -> Self {
+        self.wait_jobs = wait_jobs.map(|n| n.max(1));
         self
     }
 
@@ -230,6 +270,10 @@ impl<K: VertexKey, X, C> Solver<K, X, C> {
 
     pub fn jobs(&self) -> usize {
         self.jobs
+    }
+
+    pub fn wait_jobs(&self) -> Option<usize> {
+        self.wait_jobs
     }
 
     pub fn executor(&self) -> &Arc<X> {
@@ -307,6 +351,7 @@ impl<K: VertexKey, X, C> Solver<K, X, C> {
             cache: self.cache.clone(),
             progress: self.progress.clone(),
             permits: Arc::new(Semaphore::new(self.jobs)),
+            wait_permits: self.wait_jobs.map(|n| Arc::new(Semaphore::new(n))),
             // Per solve, so that a failure here does not cancel the caller's token.
             cancel: CancelToken::new(),
         });
@@ -423,6 +468,8 @@ struct Shared<K, X, C> {
     cache: Arc<C>,
     progress: Arc<dyn ProgressSink<K>>,
     permits: Arc<Semaphore>,
+    /// The pool of [`JobClass::Wait`] vertices, if they have their own.
+    wait_permits: Option<Arc<Semaphore>>,
     cancel: CancelToken,
 }
 
@@ -456,10 +503,14 @@ where
     X: Executor<K, O>,
     C: Cache<X::Output>,
 {
+    let pool = match (shared.executor.class(&key, &op), &shared.wait_permits) {
+        (JobClass::Wait, Some(wait)) => wait.clone(),
+        _ => shared.permits.clone(),
+    };
     let permit = tokio::select! {
         biased;
         () = shared.cancel.cancelled() => return Outcome::Failed(Failure::Cancelled),
-        permit = shared.permits.clone().acquire_owned() => permit,
+        permit = pool.acquire_owned() => permit,
     };
     // The semaphore is never closed; a closed one would mean the solve is gone.
     let Ok(_permit) = permit else {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use rbuild_frontend::{ImageResolver, Platform, ResolveError, ResolvedImage};
@@ -144,11 +144,26 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         tags: args.tags.clone(),
         no_cache: args.no_cache,
         jobs: args.jobs.unwrap_or_else(rbuild_solver::default_jobs).max(1),
+        // An explicit --jobs bounds every step; by default RUN steps get a pool of their
+        // own.
+        run_jobs: match args.jobs {
+            Some(_) => None,
+            None => Some(rbuild_solver::build::DEFAULT_RUN_JOBS),
+        },
         compression,
         source_date_epoch,
         client: Some(client.clone()),
         helper: SandboxHelper::CurrentExe(vec![OsString::from(SANDBOX_INIT)]),
-        progress: progress.sink(),
+        // A base taken from the store is no reused step (see `BasesAsDone`).
+        progress: Arc::new(progress::BasesAsDone::new(
+            progress.sink(),
+            graph
+                .vertices()
+                .iter()
+                .filter(|v| matches!(v.op, Op::Source(SourceOp::Image(_))))
+                .map(|v| v.digest.clone())
+                .collect(),
+        )),
         cancel: cancel.clone(),
     };
     let tags = args.tags.clone();

@@ -25,6 +25,7 @@
 //! Nothing else may write to stderr between `start` and `finish` in `tty` mode: the live
 //! tree is redrawn in place.
 
+mod base;
 mod json;
 mod model;
 mod plain;
@@ -41,6 +42,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rbuild_graph::{Digest, VertexMeta};
+
+pub use base::BasesAsDone;
 use rbuild_solver::{LogStream, ProgressSink, Task, TaskId, TaskSink};
 
 use model::{Ev, ItemKey, Model, Msg};

@@ -218,6 +218,15 @@ pub async fn run(
             Ok(s) => s,
             Err(e) => return (Err(e), Vec::new()),
         };
+        // A pooled network, held until the run is over. Should the pool fail to start
+        // one, the run makes its own network, as it would without a pool, and reports
+        // what is wrong if that fails too.
+        let mut spec = spec;
+        let lease = match (&env_ptr.netpool, spec.network) {
+            (Some(pool), Network::Sandbox) => pool.lease().ok(),
+            _ => None,
+        };
+        spec.netns = lease.as_ref().map(|l| l.path().to_owned());
         let status = sandbox.run(&spec, &run_handle, &mut |stream, data| {
             tail.push(data);
             let stream = match stream {
@@ -226,6 +235,8 @@ pub async fn run(
             };
             log_ctx.log(stream, data);
         });
+        // Every process of the run is gone: the network may serve the next one.
+        drop(lease);
         (status, tail.finish())
     })
     .await;

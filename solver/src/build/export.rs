@@ -4,6 +4,15 @@
 //! out (their history entry marked `empty_layer`), then config, manifest and tags recorded
 //! in one transaction under the store's GC guard. Nothing is tagged before every blob of
 //! the image is in the store.
+//!
+//! The blob records of the built layers are read in one transaction before and written in
+//! one after the layers are done, not one each per layer: every database commit syncs the
+//! disk several times, which made a 50-step image's export take seconds. Each blob is
+//! durable (the content store syncs it) before the transaction that records it, so a
+//! record never names a blob a crash could lose; an export killed before that transaction
+//! leaves unrecorded blobs, which the next export finds again by digest and prune removes.
+//! Built layers are made a few at a time ([`PARALLEL_LAYERS`]), so the syncs of many small
+//! layers overlap.
 
 use std::io::Write;
 
@@ -79,36 +88,52 @@ fn compression_name(c: Compression, epoch: Option<i64>) -> String {
     }
 }
 
-/// The blob of a built layer: remembered, or diffed and compressed now (`None`: empty).
-fn built_blob(
+/// Database key → encoded record, of blob records read or to be written.
+type BlobRecords = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The blob record key of a built layer's snapshot in this export's compression.
+fn record_key(snapshot: &str, opts: &ExportOptions) -> Vec<u8> {
+    blob_key(
+        &compression_name(opts.compression, opts.source_date_epoch),
+        snapshot,
+    )
+}
+
+/// The blob of a built layer as `known` remembers it, while the blob is still stored
+/// (prune may have taken it): `Some(None)` for an empty layer, `None` if unknown.
+fn remembered_blob(
+    images: &ImageStore,
+    known: &BlobRecords,
+    key: &[u8],
+) -> Option<Option<LayerBlob>> {
+    let rec = BlobRecord::decode(known.get(key)?)?;
+    match rec.blob {
+        None => Some(None),
+        Some(b)
+            if images
+                .store()
+                .content()
+                .info(&b.digest)
+                .is_ok_and(|i| i.size == b.size) =>
+        {
+            Some(Some(b.into()))
+        }
+        Some(_) => None,
+    }
+}
+
+/// A layer's blob made by this export (`None`: an empty layer) and its encoded record.
+type MadeBlob = (Option<LayerBlob>, Vec<u8>);
+
+/// Diffs and compresses a built layer into the content store (`None`: empty layer) and
+/// returns its record, to be written with the others.
+fn compute_blob(
     images: &ImageStore,
     snapshotter: &Snapshotter,
     snapshot: &str,
     opts: &ExportOptions,
-    computed: &mut usize,
-) -> Result<Option<LayerBlob>, ExportError> {
+) -> Result<MadeBlob, ExportError> {
     let store = images.store();
-    let key = blob_key(
-        &compression_name(opts.compression, opts.source_date_epoch),
-        snapshot,
-    );
-    if let Some(bytes) = store.meta().cache_get(&key)?
-        && let Some(rec) = BlobRecord::decode(&bytes)
-    {
-        match rec.blob {
-            None => return Ok(None),
-            // Only while the blob is still there (prune may have taken it).
-            Some(b)
-                if store
-                    .content()
-                    .info(&b.digest)
-                    .is_ok_and(|i| i.size == b.size) =>
-            {
-                return Ok(Some(b.into()));
-            }
-            Some(_) => {}
-        }
-    }
     let committed = snapshotter.committed(snapshot)?;
     let writer = store.content().writer()?;
     let cw = CompressWriter::new(writer, opts.compression)?;
@@ -122,7 +147,6 @@ fn built_blob(
         }
     })?;
     let (mut writer, digests) = cw.finish()?;
-    *computed += 1;
     let blob = if stats.entries == 0 {
         // Dropped uncommitted: the temp file goes with it.
         drop(writer);
@@ -142,8 +166,71 @@ fn built_blob(
         version: RECORD_VERSION,
         blob: blob.clone(),
     };
-    store.meta().cache_put(&key, &rec.encode())?;
-    Ok(blob.map(Into::into))
+    Ok((blob.map(Into::into), rec.encode()))
+}
+
+/// Layers diffed and compressed at once. A small layer costs little but its syncs, and
+/// syncs of several files at once share the filesystem's journal commits (50 one-file
+/// layers: ~0.35 s one after the other, ~0.03 s eight at a time here); a large layer
+/// already uses every core, and each one in flight holds up to ~16 MiB of buffers, so
+/// the count stays small for the peak RSS.
+const PARALLEL_LAYERS: usize = 4;
+
+/// [`compute_blob`] for each of `snapshots`, up to [`PARALLEL_LAYERS`] at once; results
+/// in the order of `snapshots`. Stops starting layers once `cancel` is set.
+fn compute_blobs(
+    images: &ImageStore,
+    snapshotter: &Snapshotter,
+    snapshots: &[&str],
+    opts: &ExportOptions,
+    cancel: &crate::CancelToken,
+) -> Result<Vec<MadeBlob>, ExportError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<_, ExportError>>>> =
+        Mutex::new((0..snapshots.len()).map(|_| None).collect());
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(snapshot) = snapshots.get(i) else {
+                return;
+            };
+            let r = if cancel.is_cancelled() {
+                Err(ExportError::Cancelled)
+            } else {
+                compute_blob(images, snapshotter, snapshot, opts)
+            };
+            let failed = r.is_err();
+            results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+            if failed {
+                // Let the other workers stop at their next layer.
+                next.store(snapshots.len(), Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    let workers = PARALLEL_LAYERS.min(snapshots.len());
+    if workers <= 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(work);
+            }
+        });
+    }
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    // The first failure in layer order is reported; a layer never started after it is
+    // then `None`, which cannot come before a failure.
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Some(r) => out.push(r?),
+            None => return Err(ExportError::Cancelled),
+        }
+    }
+    Ok(out)
 }
 
 fn layer_media_type(c: Compression) -> &'static str {
@@ -176,11 +263,13 @@ fn now_or_epoch(epoch: Option<i64>) -> String {
 
 /// The creation time of an image: `SOURCE_DATE_EPOCH`, else the time this exact config and
 /// these layers were first exported, so a rebuild that changed nothing gives the same id.
+/// A new time is added to `fresh`, to be recorded with the blob records.
 fn created_time(
     images: &ImageStore,
     config: &ImageConfig,
     blobs: &[LayerBlob],
     epoch: Option<i64>,
+    fresh: &mut BlobRecords,
 ) -> Result<String, ExportError> {
     if epoch.is_some() {
         return Ok(now_or_epoch(epoch));
@@ -198,7 +287,7 @@ fn created_time(
         return Ok(text);
     }
     let now = now_or_epoch(None);
-    meta.cache_put(&key, now.as_bytes())?;
+    fresh.insert(key, now.as_bytes().to_vec());
     Ok(now)
 }
 
@@ -213,23 +302,65 @@ pub fn export(
 ) -> Result<Exported, ExportError> {
     // Blobs are unreferenced until the image is recorded: keep prune out until then.
     let _gc = images.store().gc_guard()?;
-    let mut computed = 0;
-    let mut blobs: Vec<Option<LayerBlob>> = Vec::with_capacity(layers.len());
+    let stored = |b: &LayerBlob| {
+        images
+            .store()
+            .content()
+            .info(&b.digest)
+            .is_ok_and(|i| i.size == b.size)
+    };
+    // The records of every layer that may need one, in one read.
+    let wanted: Vec<Vec<u8>> = layers
+        .iter()
+        .filter(|l| !l.blob.as_ref().is_some_and(stored))
+        .map(|l| record_key(&l.snapshot, opts))
+        .collect();
+    let known: BlobRecords = if wanted.is_empty() {
+        BlobRecords::new()
+    } else {
+        images.store().meta().read(|tx| {
+            let mut found = BlobRecords::new();
+            for k in &wanted {
+                if let Some(v) = tx.cache_get(k)? {
+                    found.insert(k.clone(), v);
+                }
+            }
+            Ok::<_, rbuild_cache::MetaError>(found)
+        })?
+    };
+    // Which built layers have a remembered blob and which need one made now (each
+    // snapshot once), then those, in parallel.
+    let mut found: std::collections::BTreeMap<&str, Option<LayerBlob>> = Default::default();
+    let mut todo: Vec<&str> = Vec::new();
     for layer in layers {
-        let stored = |b: &LayerBlob| {
-            images
-                .store()
-                .content()
-                .info(&b.digest)
-                .is_ok_and(|i| i.size == b.size)
-        };
-        blobs.push(match &layer.blob {
-            Some(b) if stored(b) => Some(b.clone()),
-            // A base layer whose blob was pruned since it was unpacked: made again from
-            // its snapshot, like a built layer.
-            _ => built_blob(images, snapshotter, &layer.snapshot, opts, &mut computed)?,
-        });
+        let snapshot = layer.snapshot.as_str();
+        if layer.blob.as_ref().is_some_and(stored) || found.contains_key(snapshot) {
+            continue;
+        }
+        match remembered_blob(images, &known, &record_key(snapshot, opts)) {
+            Some(blob) => {
+                found.insert(snapshot, blob);
+            }
+            None if !todo.contains(&snapshot) => todo.push(snapshot),
+            None => {}
+        }
     }
+    let made = compute_blobs(images, snapshotter, &todo, opts, cancel)?;
+    let mut fresh = BlobRecords::new();
+    for (snapshot, (blob, rec)) in todo.iter().zip(made) {
+        fresh.insert(record_key(snapshot, opts), rec);
+        found.insert(snapshot, blob);
+    }
+    let blobs: Vec<Option<LayerBlob>> = layers
+        .iter()
+        .map(|layer| match &layer.blob {
+            Some(b) if stored(b) => Some(b.clone()),
+            // A base layer whose blob was pruned since it was unpacked is made again from
+            // its snapshot, like a built layer.
+            _ => found.get(layer.snapshot.as_str()).cloned().flatten(),
+        })
+        .collect();
+    let computed = fresh.len();
 
     // Layers and non-empty history entries correspond from the top down; an empty built
     // layer turns its entry into an empty one.
@@ -247,7 +378,16 @@ pub fn export(
         }
     }
     let blobs: Vec<LayerBlob> = blobs.into_iter().flatten().collect();
-    let created = created_time(images, &config, &blobs, opts.source_date_epoch)?;
+    let created = created_time(images, &config, &blobs, opts.source_date_epoch, &mut fresh)?;
+    if !fresh.is_empty() {
+        // Every blob named here was synced by the content store when it was ingested.
+        images.store().meta().write(|tx| {
+            for (k, v) in &fresh {
+                tx.cache_put(k, v)?;
+            }
+            Ok::<_, rbuild_cache::MetaError>(())
+        })?;
+    }
     for h in &mut config.history {
         if h.created.is_none() {
             h.created = Some(created.clone());

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rbuild_cache::Store;
-use rbuild_executor::{Helper, Network};
+use rbuild_executor::{Helper, NetPool, Network};
 use rbuild_graph::{Digest, Graph, ImageConfig};
 use rbuild_image::compress::Compression;
 use rbuild_image::local::ImageStore;
@@ -61,8 +61,12 @@ pub struct BuildRequest {
     pub tags: Vec<String>,
     /// Reuse nothing (results are still recorded).
     pub no_cache: bool,
-    /// Steps run at once.
+    /// Steps run at once (with `run_jobs`: steps other than `RUN`).
     pub jobs: usize,
+    /// A limit of its own for `RUN` steps, which mostly wait on their sandboxed process
+    /// and hold no core: up to this many run besides the `jobs` others. `None`: they
+    /// count against `jobs` like every step.
+    pub run_jobs: Option<usize>,
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`: layer mtimes clamped, history times set to it.
     pub source_date_epoch: Option<i64>,
@@ -81,6 +85,7 @@ impl std::fmt::Debug for BuildRequest {
             .field("tags", &self.tags)
             .field("no_cache", &self.no_cache)
             .field("jobs", &self.jobs)
+            .field("run_jobs", &self.run_jobs)
             .finish_non_exhaustive()
     }
 }
@@ -117,15 +122,23 @@ pub struct BuildReport {
     pub layers_exported: usize,
 }
 
+/// `RUN` steps at once when the user sets no `--jobs`: a sandboxed process waiting on a
+/// `sleep` or a download needs no core, and BuildKit sets no limit at all; this bound
+/// only keeps a very wide graph from starting hundreds of sandboxes at once.
+pub const DEFAULT_RUN_JOBS: usize = 64;
+
 /// The network of a `RUN` without `--network`: an outbound network of its own when
-/// slirp4netns is installed (BuildKit's default), else loopback only.
-fn default_network() -> Network {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("slirp4netns").is_file()));
-    if found {
-        Network::Sandbox
-    } else {
-        Network::None
+/// slirp4netns is installed (BuildKit's default), else loopback only; with the pool the
+/// build's runs share such networks from, one at a time each (when running as root).
+fn default_network() -> (Network, Option<NetPool>) {
+    let slirp = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("slirp4netns"))
+            .find(|p| p.is_file())
+    });
+    match slirp {
+        Some(path) => (Network::Sandbox, NetPool::new(path)),
+        None => (Network::None, None),
     }
 }
 
@@ -153,6 +166,7 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
     let dag = crate::load::load_graph(&req.graph).map_err(BuildError::Graph)?;
     let target = req.graph.target().cloned().ok_or(BuildError::NoTarget)?;
     let images = ImageStore::new(req.store.clone());
+    let (default_network, netpool) = default_network();
     let env = Arc::new(ops::Env {
         vertices: req
             .graph
@@ -166,7 +180,8 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         client: req.client,
         context_root: req.context.clone(),
         metacache: metacache.clone(),
-        default_network: default_network(),
+        default_network,
+        netpool,
         cache_mounts,
         counters: ops::Counters::default(),
     });
@@ -179,6 +194,7 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         .with_cache(cache.clone())
         .with_progress(req.progress)
         .with_jobs(req.jobs)
+        .with_wait_jobs(req.run_jobs)
         .with_cancel_token(req.cancel.clone());
     let solved = solver.solve(&dag, std::slice::from_ref(&target)).await;
     // Whatever happened, what finished and the checksums learnt so far save work next

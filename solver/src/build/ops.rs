@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rbuild_executor::snapshot::{Committed, Snapshotter};
-use rbuild_executor::{Helper, Network, Sandbox};
+use rbuild_executor::{Helper, NetPool, Network, Sandbox};
 use rbuild_graph::{Digest, ExecOp, FileOp, MountKind, Op, SourceOp, Vertex};
 use rbuild_image::local::ImageStore;
 use rbuild_image::registry::RegistryClient;
@@ -18,7 +18,7 @@ use super::fs::{Fs, Layer};
 use crate::blocking::blocking;
 use crate::cache::CacheKey;
 use crate::context::{Matcher, MetaCache, checksum_selection};
-use crate::scheduler::{ExecContext, Executor};
+use crate::scheduler::{ExecContext, Executor, JobClass};
 
 /// Version of the cache-key parts written here; bump when their meaning changes.
 const KEY_VERSION: &[u8] = b"rbuild.build.v1";
@@ -43,6 +43,9 @@ pub struct Env {
     pub metacache: Arc<MetaCache>,
     /// The network of a `RUN` with the default network mode.
     pub default_network: Network,
+    /// Sandbox networks reused by the build's runs (see [`NetPool`]); `None`: each run
+    /// makes its own.
+    pub netpool: Option<NetPool>,
     /// Where `RUN --mount=type=cache` directories live.
     pub cache_mounts: PathBuf,
     pub counters: Counters,
@@ -248,6 +251,15 @@ impl Executor<Digest, Op> for OpExecutor {
         }
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         Ok(Some(CacheKey::derive(&refs, inputs)))
+    }
+
+    /// A `RUN` waits on its sandboxed process; the rest (copies, hashing, unpacking
+    /// bases) keeps a core busy.
+    fn class(&self, _key: &Digest, op: &Op) -> JobClass {
+        match op {
+            Op::Exec(_) => JobClass::Wait,
+            _ => JobClass::Compute,
+        }
     }
 }
 

@@ -1,13 +1,17 @@
 //! The build cache in the store: step results recorded in the metadata database's cache
 //! index ([`super::record`]), checked against the snapshots they name on every hit.
 //!
-//! Records are written in batches ([`StoreCache::flush`]): first one `syncfs` makes every
-//! layer committed so far durable (snapshots are committed on volatile overlays), then one
-//! transaction writes the records. A record therefore never names a layer a crash could
-//! lose, and a build pays for one sync per batch instead of one per step. A build killed
-//! before a flush loses only the records of that batch; its layers are then unreferenced.
+//! Records are written in batches ([`StoreCache::flush`]): first the layers the batch's
+//! records name and no earlier flush made durable are synced (snapshots are committed on
+//! volatile overlays, so a commit is atomic but not durable), then one transaction writes
+//! the records. A record therefore never names a layer a crash could lose, and a build
+//! pays for one durability barrier per batch instead of one per step. The barrier syncs
+//! just those layers' files and directories when they are few (a trivial step's layer is
+//! a handful of entries), else the whole filesystem
+//! ([`Snapshotter::sync_layers`]). A build killed before a flush loses only the records of
+//! that batch; its layers are then unreferenced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use rbuild_cache::Meta;
@@ -28,6 +32,12 @@ pub struct StoreCache {
     read: bool,
     /// Records not yet written (database key → record).
     pending: Arc<Mutex<Records>>,
+    /// Built layers (no blob yet) the pending records name: synced by the next flush
+    /// unless in `durable`.
+    pending_layers: Arc<Mutex<BTreeSet<String>>>,
+    /// Layers known durable: synced by an earlier flush, or named by a record read from
+    /// the database (which was only written after they were synced).
+    durable: Arc<Mutex<BTreeSet<String>>>,
     /// Every step record, read in one transaction at the first lookup (a build asks for
     /// many keys; one database open each would dominate a no-op rebuild). Records other
     /// builds write later are not seen: a miss, never a false hit.
@@ -47,6 +57,8 @@ impl StoreCache {
             snapshotter,
             read,
             pending: Arc::default(),
+            pending_layers: Arc::default(),
+            durable: Arc::default(),
             index: Arc::default(),
         }
     }
@@ -75,9 +87,15 @@ impl StoreCache {
         if batch.is_empty() {
             return Ok(());
         }
+        let layers: Vec<String> = {
+            let taken = std::mem::take(&mut *lock(&self.pending_layers));
+            let durable = lock(&self.durable);
+            taken.into_iter().filter(|k| !durable.contains(k)).collect()
+        };
+        let keys: Vec<&str> = layers.iter().map(String::as_str).collect();
         let written = self
             .snapshotter
-            .sync()
+            .sync_layers(&keys)
             .map_err(StepError::Snapshot)
             .and_then(|()| {
                 self.meta
@@ -104,6 +122,9 @@ impl StoreCache {
             for (k, v) in batch {
                 pending.entry(k).or_insert(v);
             }
+            lock(&self.pending_layers).extend(layers);
+        } else {
+            lock(&self.durable).extend(layers);
         }
         written
     }
@@ -112,6 +133,8 @@ impl StoreCache {
     pub fn lookup(&self, key: &CacheKey) -> Result<Option<Fs>, StepError> {
         let db_key = step_key(key);
         let buffered = self.pending().get(&db_key).cloned();
+        // Read back from the database: its layers were synced before it was written.
+        let from_database = buffered.is_none();
         let bytes = match buffered {
             Some(b) => b,
             None => match self.stored(&db_key)? {
@@ -132,6 +155,9 @@ impl StoreCache {
                 Err(e) => return Err(StepError::Snapshot(e)),
             }
         }
+        if from_database {
+            lock(&self.durable).extend(record.layers.iter().map(|l| l.snapshot.clone()));
+        }
         Ok(Some(Fs::layers(record.into_layers())))
     }
 
@@ -142,6 +168,12 @@ impl StoreCache {
             return Ok(());
         };
         let bytes = StepRecord::from_layers(layers).encode();
+        lock(&self.pending_layers).extend(
+            layers
+                .iter()
+                .filter(|l| l.blob.is_none())
+                .map(|l| l.snapshot.clone()),
+        );
         let full = {
             let mut pending = self.pending();
             pending.insert(step_key(key), bytes);
@@ -149,6 +181,11 @@ impl StoreCache {
         };
         if full { self.flush() } else { Ok(()) }
     }
+}
+
+/// Inserts and takes cannot leave a set half-updated, so a poisoned lock is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Cache<Fs> for StoreCache {
@@ -234,6 +271,41 @@ mod tests {
         // A record whose snapshot is gone is a miss.
         snap.remove(snap.committed("layer-a").unwrap()).unwrap();
         assert!(cache.get(&key).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn built_layers_are_synced_once_before_their_records() {
+        let (_dir, cache, snap) = setup();
+        let built = |key: &str| {
+            let a = snap.prepare(key, &[]).unwrap();
+            std::fs::create_dir(a.path().join("d")).unwrap();
+            std::fs::write(a.path().join("d/f"), key).unwrap();
+            snap.commit(a).unwrap();
+            Layer {
+                snapshot: key.into(),
+                blob: None,
+            }
+        };
+        let first = built("built-1");
+        let one = Fs::layers(vec![first.clone()]);
+        let two = Fs::layers(vec![first, built("built-2")]);
+        let (k1, k2) = (
+            CacheKey::derive(&[b"one"], &[]),
+            CacheKey::derive(&[b"two"], &[]),
+        );
+        cache.put(&k1, &one).await.unwrap();
+        assert_eq!(lock(&cache.pending_layers).len(), 1);
+        cache.flush().unwrap();
+        assert!(lock(&cache.durable).contains("built-1"));
+        cache.put(&k2, &two).await.unwrap();
+        cache.flush().unwrap();
+        assert_eq!(lock(&cache.durable).len(), 2);
+        assert!(lock(&cache.pending_layers).is_empty());
+        let later = StoreCache::new(cache.meta.clone(), snap.clone(), true);
+        let hit = later.get(&k2).await.unwrap().expect("hit");
+        assert_eq!(hit.as_layers(), two.as_layers());
+        // Records read back name layers made durable before they were written.
+        assert_eq!(lock(&later.durable).len(), 2);
     }
 
     #[tokio::test]

@@ -116,6 +116,66 @@ async fn one_job_serialises() {
     assert!(solver.executor().runs().values().all(|&n| n == 1));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_vertices_run_beyond_the_job_limit() {
+    // Four waiting vertices meet at a barrier of four: with only the two compute permits
+    // this hangs; with a pool of their own they all run at once.
+    let barrier = Arc::new(Barrier::new(4));
+    let dag = dag([
+        ("w1", Toy::WaitBarrier(barrier.clone()), &[]),
+        ("w2", Toy::WaitBarrier(barrier.clone()), &[]),
+        ("w3", Toy::WaitBarrier(barrier.clone()), &[]),
+        ("w4", Toy::WaitBarrier(barrier), &[]),
+        ("join", Toy::Sum(0), &["w1", "w2", "w3", "w4"]),
+    ]);
+    let solver = solver(2).with_wait_jobs(Some(4));
+    let solved = timeout(HANG_GUARD, solver.solve(&dag, &["join"]))
+        .await
+        .expect("waiting vertices did not run concurrently")
+        .unwrap();
+    assert_eq!(solved.executed, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compute_vertices_keep_their_limit_beside_waiting_ones() {
+    let mut b = Dag::builder();
+    let mut keys = Vec::new();
+    for i in 0..12 {
+        keys.push(format!("cpu{i}"));
+        b.add(format!("cpu{i}"), Toy::Track, []).unwrap();
+        keys.push(format!("wait{i}"));
+        b.add(format!("wait{i}"), Toy::WaitTrack, []).unwrap();
+    }
+    let dag = b.build().unwrap();
+    let solver: Solver<String, _> = Solver::new(ToyExec::new())
+        .with_jobs(2)
+        .with_wait_jobs(Some(3));
+    assert_eq!(solver.wait_jobs(), Some(3));
+    let solved = solver.solve(&dag, &keys).await.unwrap();
+    assert_eq!(solved.executed, 24);
+    assert!(solver.executor().max_in_flight() <= 2);
+    assert!(solver.executor().max_wait_in_flight() <= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_pool_of_their_own_waiting_vertices_share_the_jobs() {
+    let mut b = Dag::builder();
+    let mut keys = Vec::new();
+    for i in 0..6 {
+        keys.push(format!("cpu{i}"));
+        b.add(format!("cpu{i}"), Toy::Track, []).unwrap();
+        keys.push(format!("wait{i}"));
+        b.add(format!("wait{i}"), Toy::WaitTrack, []).unwrap();
+    }
+    let dag = b.build().unwrap();
+    let solver: Solver<String, _> = Solver::new(ToyExec::new()).with_jobs(1);
+    assert_eq!(solver.wait_jobs(), None);
+    let solved = solver.solve(&dag, &keys).await.unwrap();
+    assert_eq!(solved.executed, 12);
+    // One permit for both kinds: never two at once, of either kind or across kinds.
+    assert_eq!(solver.executor().max_any_in_flight(), 1);
+}
+
 #[tokio::test]
 async fn zero_jobs_means_one() {
     assert_eq!(solver::<&str>(0).jobs(), 1);

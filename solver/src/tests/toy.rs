@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::{Barrier, Notify};
 
-use crate::{CacheKey, Dag, ExecContext, Executor, LogStream, NoCache, Solver, VertexKey};
+use crate::{
+    CacheKey, Dag, ExecContext, Executor, JobClass, LogStream, NoCache, Solver, VertexKey,
+};
 
 /// A generous guard against a hanging test; never a timing assertion.
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -25,6 +27,11 @@ pub enum Toy {
     Barrier(Arc<Barrier>),
     /// Counts how many `Track` vertices run at once, yielding a few times meanwhile.
     Track,
+    /// A [`JobClass::Wait`] vertex: waits for every holder of the barrier, then behaves
+    /// like `Sum(0)`.
+    WaitBarrier(Arc<Barrier>),
+    /// A [`JobClass::Wait`] vertex counting how many of its kind run at once.
+    WaitTrack,
     /// Notifies once started, then waits for cancellation and fails.
     AwaitCancel(Arc<Notify>),
     /// Waits for the notification, then fails.
@@ -49,6 +56,11 @@ pub struct ToyExec<K> {
     saw_cancel: Mutex<Vec<K>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    wait_in_flight: AtomicUsize,
+    max_wait_in_flight: AtomicUsize,
+    /// `Track` and `WaitTrack` together.
+    any_in_flight: AtomicUsize,
+    max_any_in_flight: AtomicUsize,
 }
 
 impl<K> Default for ToyExec<K> {
@@ -58,6 +70,10 @@ impl<K> Default for ToyExec<K> {
             saw_cancel: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            wait_in_flight: AtomicUsize::new(0),
+            max_wait_in_flight: AtomicUsize::new(0),
+            any_in_flight: AtomicUsize::new(0),
+            max_any_in_flight: AtomicUsize::new(0),
         }
     }
 }
@@ -94,6 +110,30 @@ impl<K: VertexKey> ToyExec<K> {
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
     }
+
+    pub fn max_wait_in_flight(&self) -> usize {
+        self.max_wait_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most `Track` and `WaitTrack` vertices that ran at once, together.
+    pub fn max_any_in_flight(&self) -> usize {
+        self.max_any_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts one more running vertex in each `(now, max)` pair, keeping the maximum, yields
+/// a few times (so that others get the chance to start), and counts it out again.
+async fn track(counters: [(&AtomicUsize, &AtomicUsize); 2]) {
+    for (now, max) in counters {
+        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+        max.fetch_max(n, Ordering::SeqCst);
+    }
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    for (now, _) in counters {
+        now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn sum(n: u64, inputs: &[u64]) -> u64 {
@@ -121,17 +161,24 @@ impl<K: VertexKey> Executor<K, Toy> for ToyExec<K> {
             }
             Toy::Fail => Err(ToyError(format!("{key} failed"))),
             Toy::Panic => panic!("toy panic"),
-            Toy::Barrier(barrier) => {
+            Toy::Barrier(barrier) | Toy::WaitBarrier(barrier) => {
                 barrier.wait().await;
                 Ok(sum(0, &inputs))
             }
             Toy::Track => {
-                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                for _ in 0..20 {
-                    tokio::task::yield_now().await;
-                }
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                track([
+                    (&self.in_flight, &self.max_in_flight),
+                    (&self.any_in_flight, &self.max_any_in_flight),
+                ])
+                .await;
+                Ok(0)
+            }
+            Toy::WaitTrack => {
+                track([
+                    (&self.wait_in_flight, &self.max_wait_in_flight),
+                    (&self.any_in_flight, &self.max_any_in_flight),
+                ])
+                .await;
                 Ok(0)
             }
             Toy::AwaitCancel(started) => {
@@ -169,6 +216,13 @@ impl<K: VertexKey> Executor<K, Toy> for ToyExec<K> {
             Toy::Volatile(_) => None,
             other => Some(CacheKey::derive(&[format!("{other:?}").as_bytes()], inputs)),
         })
+    }
+
+    fn class(&self, _key: &K, op: &Toy) -> JobClass {
+        match op {
+            Toy::WaitBarrier(_) | Toy::WaitTrack => JobClass::Wait,
+            _ => JobClass::Compute,
+        }
     }
 }
 
