@@ -53,6 +53,21 @@ struct Inner {
     idle: Mutex<Vec<PooledNet>>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let mut nets = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        // Every slirp4netns told to exit at once, and reaped off the caller's path: each
+        // takes tens of milliseconds to go, which one after another delayed the end of a
+        // build by as many times that as it had networks.
+        for n in &mut nets {
+            drop(n.exit.take());
+        }
+        if !nets.is_empty() {
+            std::thread::spawn(move || drop(nets));
+        }
+    }
+}
+
 /// Sandbox networks for runs of one caller, reused serially. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct NetPool {
