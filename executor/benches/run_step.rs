@@ -40,7 +40,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn report(name: &str, samples: &mut [Duration]) -> Duration {
+/// Prints and returns the median and 90th percentile.
+fn report(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
     let (median, p90) = stats(samples);
     println!(
         "{name:<34} median {:>7.2} ms   p90 {:>7.2} ms   (n={})",
@@ -48,7 +49,7 @@ fn report(name: &str, samples: &mut [Duration]) -> Duration {
         ms(p90),
         samples.len()
     );
-    median
+    (median, p90)
 }
 
 /// A bundle for `crun run`: its default spec with our rootfs, `/bin/true`, no terminal.
@@ -132,6 +133,7 @@ fn main() {
         Sandbox::new(Helper::new(env!("CARGO_BIN_EXE_rbuild-sandbox-init"), Vec::new()).unwrap());
     let cancel = CancelHandle::new();
 
+    let load_before = load_average();
     // Interleaved, so that all three see the same load (other builds on the machine).
     let mut total = Vec::with_capacity(n);
     let mut phases: [Vec<Duration>; 3] = Default::default();
@@ -187,23 +189,39 @@ fn main() {
         }
     }
 
-    println!("RUN /bin/true, median of {n}:");
+    let load_after = load_average();
+    println!("RUN /bin/true, {n} interleaved rounds:");
     let ours = report("rbuild snapshot+run+commit", &mut total);
-    report("  prepare (overlay mount)", &mut phases[0]);
+    report("  prepare (mkdirs, overlay mount)", &mut phases[0]);
     report("  sandbox run", &mut phases[1]);
-    report("  commit (umount, rename)", &mut phases[2]);
+    report("  commit (umount, renames)", &mut phases[2]);
     let floor = report("unshare --mount --pid chroot", &mut unshare);
     if !crun.is_empty() {
         report("crun run", &mut crun);
     }
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
-        "rbuild / unshare: {:.2}x   (load average: {})",
-        ours.as_secs_f64() / floor.as_secs_f64(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "rbuild / unshare: median {:.2}x, p90 {:.2}x",
+        ratio(ours.0, floor.0),
+        ratio(ours.1, floor.1)
     );
+    println!(
+        "target (median < 10 ms, <= 2x unshare): {}",
+        if ours.0 < Duration::from_millis(10) && ratio(ours.0, floor.0) <= 2.0 {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    println!("load average: before {load_before}, after {load_after}");
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
