@@ -1,0 +1,311 @@
+//! `--cache-from IMAGE`: steps of the target stage reused from the layers of an existing
+//! image, as classic docker does: walking the image's history and layers from its base,
+//! a step is a hit when everything below it matched, its history entry (and those of the
+//! metadata instructions before it) reads the same as this build's, and the image's next
+//! layer is then its result.
+//!
+//! History text proves a result only where it captures every input: a `RUN` (command,
+//! build args in scope; ENV, USER, WORKDIR and SHELL have entries of their own) without
+//! bind mounts, and a `WORKDIR`. A `COPY`/`ADD` entry names its sources, not their
+//! content, so it is never a hit here, and neither is anything after it: a miss, never a
+//! false hit. The base must match too: the image's first history entries and layers
+//! must be the base's. What matches is decided from the configs before the build
+//! ([`CacheFrom::plan`]); layers are unpacked only when a step hits.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rbuild_executor::snapshot::{SnapshotError, Snapshotter};
+use rbuild_graph::{Digest, ExecOp, FileOp, Graph, ImageConfig, MountKind, Op, SourceOp};
+use rbuild_image::local::{Image, ImageStore};
+
+use super::fs::{Fs, Layer};
+use super::image::{ImageError, image_layers};
+use crate::cache::CacheKey;
+
+/// The snapshot key of the empty layer that stands for a step whose layer the cache
+/// image left out (an `empty_layer` entry).
+const EMPTY_LAYER: &str = "cachefrom-empty-layer";
+
+/// An image whose layers may be reused.
+#[derive(Debug, Clone)]
+pub struct CacheImage {
+    /// As the user named it, for messages.
+    pub name: String,
+    pub image: Image,
+}
+
+/// Where one step's result sits in a cache image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// Index in the cache images.
+    pub image: usize,
+    /// The step's layers, base first: the image's layer `i`, or `None` for an empty
+    /// layer where the image recorded a step as adding none (one layer per step, as a
+    /// build makes them, so history and layers pair up at export).
+    pub layers: Vec<Option<usize>>,
+}
+
+/// Errors of materialising a hit.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheFromError {
+    #[error("cannot unpack cache image {name}")]
+    Unpack {
+        name: String,
+        #[source]
+        source: Box<ImageError>,
+    },
+    #[error("snapshot")]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// The cache images of a build and which steps they hold.
+#[derive(Debug)]
+pub struct CacheFrom {
+    images: Vec<CacheImage>,
+    store: ImageStore,
+    snapshotter: Arc<Snapshotter>,
+    /// Vertex → hit, from the configs.
+    plan: BTreeMap<Digest, Hit>,
+    /// Cache key → hit, as keys are computed.
+    keys: Mutex<BTreeMap<CacheKey, Hit>>,
+    /// The layers of each cache image, unpacked on first use.
+    unpacked: Mutex<BTreeMap<usize, Vec<Layer>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether a step's history entry captures everything its result depends on.
+fn provable(op: &Op) -> bool {
+    match op {
+        Op::Exec(ExecOp { mounts, .. }) => mounts.iter().all(|m| match &m.kind {
+            MountKind::Bind { .. } => false,
+            MountKind::Cache { input, .. } => input.is_none(),
+            MountKind::Tmpfs { .. } | MountKind::Secret { .. } | MountKind::Ssh { .. } => true,
+        }),
+        Op::File(FileOp::Mkdir(_)) => true,
+        _ => false,
+    }
+}
+
+impl CacheFrom {
+    /// Decides which steps of `graph`'s target chain each image holds. `config` is the
+    /// config this build will write (its history, one non-empty entry per layer step).
+    pub fn plan(
+        graph: &Graph,
+        config: &ImageConfig,
+        images: Vec<CacheImage>,
+        store: ImageStore,
+        snapshotter: Arc<Snapshotter>,
+    ) -> CacheFrom {
+        let plan = match chain(graph, &store) {
+            Some(chain) => images
+                .iter()
+                .enumerate()
+                .rev()
+                .flat_map(|(i, img)| match_image(&chain, config, i, &img.image))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        CacheFrom {
+            images,
+            store,
+            snapshotter,
+            plan,
+            keys: Mutex::default(),
+            unpacked: Mutex::default(),
+        }
+    }
+
+    /// The steps the plan found, by vertex.
+    pub fn planned(&self) -> &BTreeMap<Digest, Hit> {
+        &self.plan
+    }
+
+    /// Notes the cache key of `vertex`, so a lookup of the key finds its hit.
+    pub fn note(&self, vertex: &Digest, key: &CacheKey) {
+        if let Some(hit) = self.plan.get(vertex) {
+            lock(&self.keys).insert(key.clone(), hit.clone());
+        }
+    }
+
+    /// The result of `key` from a cache image, if the plan has it. Blocks (unpacking).
+    pub fn lookup(&self, key: &CacheKey) -> Result<Option<Fs>, CacheFromError> {
+        let Some(hit) = lock(&self.keys).get(key).cloned() else {
+            return Ok(None);
+        };
+        let mut unpacked = lock(&self.unpacked);
+        let layers = match unpacked.get(&hit.image) {
+            Some(l) => l.clone(),
+            None => {
+                let img = &self.images[hit.image];
+                let layers =
+                    image_layers(&self.store, &self.snapshotter, &img.image).map_err(|source| {
+                        CacheFromError::Unpack {
+                            name: img.name.clone(),
+                            source: Box::new(source),
+                        }
+                    })?;
+                unpacked.insert(hit.image, layers.clone());
+                layers
+            }
+        };
+        drop(unpacked);
+        let mut out = Vec::with_capacity(hit.layers.len());
+        for l in &hit.layers {
+            match l {
+                Some(i) => match layers.get(*i) {
+                    Some(layer) => out.push(layer.clone()),
+                    // The plan checked the count against the config: never here.
+                    None => return Ok(None),
+                },
+                None => out.push(self.empty_layer()?),
+            }
+        }
+        Ok(Some(Fs::layers(out)))
+    }
+
+    fn empty_layer(&self) -> Result<Layer, SnapshotError> {
+        let layer = Layer {
+            snapshot: EMPTY_LAYER.to_owned(),
+            blob: None,
+        };
+        match self.snapshotter.committed(EMPTY_LAYER) {
+            Ok(_) => return Ok(layer),
+            Err(SnapshotError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let active = self.snapshotter.prepare(EMPTY_LAYER, &[])?;
+        match self.snapshotter.commit(active) {
+            // Another build made it first.
+            Ok(_) | Err(SnapshotError::Exists(_)) => Ok(layer),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The target's chain of layer steps down to its base.
+struct Chain {
+    /// Layer steps, base first.
+    steps: Vec<(Digest, bool)>,
+    /// The base's history (`created_by`, `empty_layer`) and layers.
+    base_history: Vec<(String, bool)>,
+    base_layers: Vec<rbuild_cache::Digest>,
+}
+
+/// Follows input 0 from the target down to its base (an image or scratch).
+fn chain(graph: &Graph, store: &ImageStore) -> Option<Chain> {
+    let mut steps = Vec::new();
+    let mut cur = graph.vertex(graph.target()?)?;
+    loop {
+        match &cur.op {
+            Op::Exec(_) | Op::File(_) | Op::Merge(_) => {
+                steps.push((cur.digest.clone(), provable(&cur.op)));
+                cur = graph.vertex(cur.inputs.first()?)?;
+            }
+            Op::Source(SourceOp::Scratch) => {
+                steps.reverse();
+                return Some(Chain {
+                    steps,
+                    base_history: Vec::new(),
+                    base_layers: Vec::new(),
+                });
+            }
+            Op::Source(SourceOp::Image(src)) => {
+                let digest = rbuild_cache::Digest::parse(src.digest.as_deref()?).ok()?;
+                let name = src.reference.split('@').next().unwrap_or(&src.reference);
+                let name = match name.rfind(':') {
+                    Some(i) if !name[i..].contains('/') => &name[..i],
+                    _ => name,
+                };
+                let base = store.resolve(&format!("{name}@{}", digest.as_str())).ok()?;
+                steps.reverse();
+                return Some(Chain {
+                    steps,
+                    base_history: base
+                        .config
+                        .history
+                        .iter()
+                        .map(|h| (h.created_by.clone().unwrap_or_default(), h.empty_layer))
+                        .collect(),
+                    base_layers: base.config.rootfs.diff_ids.clone(),
+                });
+            }
+            Op::Source(_) => return None,
+        }
+    }
+}
+
+/// The steps of `chain` that cache image `image` (number `index`) holds.
+fn match_image(
+    chain: &Chain,
+    config: &ImageConfig,
+    index: usize,
+    image: &Image,
+) -> BTreeMap<Digest, Hit> {
+    let mut out = BTreeMap::new();
+    let ours = &config.history;
+    let theirs: Vec<(String, bool)> = image
+        .config
+        .history
+        .iter()
+        .map(|h| (h.created_by.clone().unwrap_or_default(), h.empty_layer))
+        .collect();
+    let diff_ids = &image.config.rootfs.diff_ids;
+    let (bh, bl) = (chain.base_history.len(), chain.base_layers.len());
+    let same_platform = image.config.os == config.os
+        && image.config.architecture == config.architecture
+        && image.config.variant.as_deref().unwrap_or("") == config.variant.as_deref().unwrap_or("");
+    // Our history starts with the base's; theirs must too, and their layers likewise.
+    let base_ok = same_platform
+        && ours.len() >= bh
+        && theirs.len() >= bh
+        && diff_ids.len() >= bl
+        && ours[..bh]
+            .iter()
+            .zip(&chain.base_history)
+            .all(|(o, b)| o.created_by == b.0)
+        && theirs[..bh] == chain.base_history[..]
+        && diff_ids[..bl] == chain.base_layers[..];
+    if !base_ok {
+        return out;
+    }
+    // One non-empty entry of ours per layer step, in order.
+    let entries: Vec<usize> = (bh..ours.len()).filter(|&j| !ours[j].empty_layer).collect();
+    if entries.len() != chain.steps.len() {
+        return out;
+    }
+    let mut layers: Vec<Option<usize>> = (0..bl).map(Some).collect();
+    let mut used = bl;
+    let mut next = bh;
+    for ((vertex, provable), &j) in chain.steps.iter().zip(&entries) {
+        if !provable || theirs.len() <= j {
+            break;
+        }
+        // Metadata instructions in between: the same text, no layer.
+        let between_ok = (next..j).all(|k| theirs[k].0 == ours[k].created_by && theirs[k].1);
+        if !between_ok || theirs[j].0 != ours[j].created_by {
+            break;
+        }
+        if theirs[j].1 {
+            layers.push(None);
+        } else {
+            if used >= diff_ids.len() {
+                break;
+            }
+            layers.push(Some(used));
+            used += 1;
+        }
+        out.insert(
+            vertex.clone(),
+            Hit {
+                image: index,
+                layers: layers.clone(),
+            },
+        );
+        next = j + 1;
+    }
+    out
+}
