@@ -249,8 +249,14 @@ pub fn match_steps(
         let Some(op) = summaries.get(&v.digest) else {
             continue;
         };
-        let Some(parent) = v.inputs.first().and_then(|p| matched.get(p)) else {
-            continue;
+        // A source (a base image whose reference or digest changed) is the only one of
+        // its kind in its stage.
+        let parent = match v.inputs.first() {
+            Some(p) => match matched.get(p) {
+                Some(&i) => Some(i),
+                None => continue,
+            },
+            None => None,
         };
         let candidates: Vec<usize> = old
             .steps
@@ -260,7 +266,7 @@ pub fn match_steps(
                 !used.contains(i)
                     && s.stage.as_deref() == v.meta.stage.as_deref()
                     && kind_of(&s.op) == kind_of(op)
-                    && s.inputs.first().and_then(|r| r.step) == Some(*parent)
+                    && s.inputs.first().and_then(|r| r.step) == parent
             })
             .map(|(i, _)| i)
             .collect();

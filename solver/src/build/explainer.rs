@@ -393,3 +393,111 @@ pub fn miss_line(vertex: &Vertex, reasons: &[String]) -> String {
         reasons.join("; ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::EntryKind;
+    use rbuild_graph::{MkdirAction, VertexMeta};
+
+    fn vertex(n: u32) -> Vertex {
+        let op = Op::File(rbuild_graph::FileOp::Mkdir(MkdirAction {
+            path: format!("/d{n}"),
+            mode: 0o755,
+            parents: true,
+            owner: None,
+        }));
+        Vertex {
+            digest: Digest::sha256(format!("v{n}").as_bytes()),
+            op,
+            inputs: vec![],
+            meta: VertexMeta {
+                description: "[1/1] COPY . /app".into(),
+                stage: None,
+                location: None,
+            },
+        }
+    }
+
+    fn listed(data: u64) -> Vec<ListedEntry> {
+        vec![ListedEntry {
+            path: "a.txt".into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            data,
+            xattrs: 0,
+        }]
+    }
+
+    /// Loads the explainer of build `id`, notes `v`'s key with `selection` and returns
+    /// what it would write.
+    fn run(meta: &Meta, v: &Vertex, selection: &str, data: u64) -> (Explainer, Writes) {
+        let opts = ExplainOptions {
+            id: "id".into(),
+            enabled: true,
+            args: BTreeSet::new(),
+        };
+        let x = Explainer::load(opts, meta.clone(), std::slice::from_ref(v), |op| {
+            serde_json::to_vec(op).unwrap()
+        })
+        .unwrap();
+        if x.wants_listing(selection) {
+            x.keep_listing(selection.into(), listed(data));
+        }
+        let key = CacheKey::derive(&[selection.as_bytes()], &[]);
+        let op = serde_json::to_vec(&v.op).unwrap();
+        x.note_step(v, &op, &key, &[], vec![selection.into()]);
+        let writes = x.finish(std::slice::from_ref(v));
+        (x, writes)
+    }
+
+    fn apply(meta: &Meta, (puts, removals): &Writes) {
+        meta.write(|tx| {
+            for (k, v) in puts {
+                tx.cache_put(k, v)?;
+            }
+            for k in removals {
+                tx.cache_remove(k)?;
+            }
+            Ok::<_, rbuild_cache::MetaError>(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn unchanged_builds_write_nothing_and_listings_follow_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rbuild_cache::Store::open(dir.path()).unwrap();
+        let meta = store.meta().clone();
+        let v = vertex(1);
+
+        let (x, first) = run(&meta, &v, "blake3:aa", 1);
+        assert!(!x.has_baseline());
+        assert_eq!(
+            x.explain(&v, &BTreeMap::new(), &Bypass::default()),
+            ["no earlier build of this Dockerfile"]
+        );
+        assert!(first.0.contains_key(&build_key("id")));
+        assert!(first.0.contains_key(&listing_key("id", "blake3:aa")));
+        apply(&meta, &first);
+
+        // The same keys again: nothing to write.
+        let (x, same) = run(&meta, &v, "blake3:aa", 1);
+        assert!(x.has_baseline());
+        assert!(same.0.is_empty() && same.1.is_empty(), "{same:?}");
+
+        // Another selection: its listing replaces the old one, and the miss names the file.
+        let (x, next) = run(&meta, &v, "blake3:bb", 2);
+        assert_eq!(
+            x.explain(&v, &BTreeMap::new(), &Bypass::default()),
+            ["file a.txt content changed"]
+        );
+        assert!(next.0.contains_key(&listing_key("id", "blake3:bb")));
+        assert_eq!(next.1, [listing_key("id", "blake3:aa")]);
+        assert_eq!(x.misses().len(), 1);
+
+        // Bypasses give their own reasons.
+        let all = Bypass::new(true, BTreeSet::new());
+        assert_eq!(x.explain(&v, &BTreeMap::new(), &all), ["--no-cache"]);
+    }
+}
