@@ -436,3 +436,32 @@ fn cache_from_never_takes_a_copy_by_its_history_text() {
         "{stderr}"
     );
 }
+
+#[test]
+fn cache_from_pulls_a_registry_image() {
+    use rbuild_image::registry::testing::TestRegistry;
+    let registry = TestRegistry::start().expect("registry fixture");
+    let name = format!("{}/cache:1", registry.host());
+    let src = root();
+    let ctx = context(&[("Dockerfile", CACHED_RUNS)]);
+    let (a, _) = build(&src, ctx.path(), &["-t", &name]);
+    src.ok(&["push", &name]);
+
+    let dst = root();
+    let spec = format!("type=registry,ref={name}");
+    let (b, _) = build(&dst, ctx.path(), &["--cache-from", &spec, "-t", "cf:b"]);
+    assert_eq!(count(&b, "run_executed"), 0, "{b}");
+    assert_eq!(count(&b, "cache_from_hits"), 4, "{b}");
+    assert_eq!(b["image_id"], a["image_id"]);
+
+    let missing = format!("type=registry,ref={}/nothing:1", registry.host());
+    let out = dst.run(&[
+        "build",
+        "--cache-from",
+        &missing,
+        ctx.path().to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot pull"), "{stderr}");
+}
