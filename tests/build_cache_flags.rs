@@ -394,13 +394,22 @@ fn cache_from_reuses_run_layers_of_an_image_in_a_fresh_store() {
 }
 
 #[test]
-fn cache_from_never_takes_a_copy_by_its_history_text() {
+fn cache_from_takes_a_copy_only_when_its_layer_is_the_image_layer() {
     let first = root();
     let dockerfile =
         "FROM busybox\nRUN echo a > /a\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copy\n";
     let ctx = context(&[("Dockerfile", dockerfile), ("data.txt", "old")]);
     let (a, _) = build(&first, ctx.path(), &["-t", "cp:a"]);
     assert_eq!(count(&a, "run_executed"), 2, "{a}");
+
+    // Same content: the copy runs, makes the image's layer, and the RUN after it is
+    // taken from the image.
+    let same = transplant(&first, "cp:a");
+    let (b, _) = build(&same, ctx.path(), &["--cache-from", "cp:a", "-t", "cp:b"]);
+    assert_eq!(count(&b, "file_executed"), 1, "{b}");
+    assert_eq!(count(&b, "run_executed"), 0, "{b}");
+    assert_eq!(count(&b, "cache_from_hits"), 2, "{b}");
+    assert_eq!(b["image_id"], a["image_id"]);
 
     // Same history text, other content: the RUN before the COPY is reused, the COPY and
     // everything after it run, and the result has the new content.

@@ -7,16 +7,21 @@
 //! History text proves a result only where it captures every input: a `RUN` (command,
 //! build args in scope; ENV, USER, WORKDIR and SHELL have entries of their own) without
 //! bind mounts, and a `WORKDIR`. A `COPY`/`ADD` entry names its sources, not their
-//! content, so it is never a hit here, and neither is anything after it: a miss, never a
-//! false hit. The base must match too: the image's first history entries and layers
-//! must be the base's. What matches is decided from the configs before the build
-//! ([`CacheFrom::plan`]); layers are unpacked only when a step hits.
+//! content (classic docker writes a content hash there; BuildKit and rbuild do not), so a
+//! copy is never a hit by its text: it runs, and only if the layer it made is the image's
+//! layer byte for byte (same diffID) does the image's layer stand for it and the steps
+//! after it may hit again ([`CacheFrom::verify`]). A miss, never a false hit. The base
+//! must match too: the image's first history entries and layers must be the base's.
+//! What matches is decided from the configs before the build ([`CacheFrom::plan`]);
+//! layers are unpacked only when a step hits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use rbuild_executor::snapshot::{SnapshotError, Snapshotter};
 use rbuild_graph::{Digest, ExecOp, FileOp, Graph, ImageConfig, MountKind, Op, SourceOp};
+use rbuild_image::compress::{CompressWriter, Compression};
+use rbuild_image::layer::{DiffOptions, diff_overlay_upper};
 use rbuild_image::local::{Image, ImageStore};
 
 use super::fs::{Fs, Layer};
@@ -44,6 +49,10 @@ pub struct Hit {
     /// layer where the image recorded a step as adding none (one layer per step, as a
     /// build makes them, so history and layers pair up at export).
     pub layers: Vec<Option<usize>>,
+    /// A copy: never a hit by key, only after [`CacheFrom::verify`] compared its layer.
+    pub verify: bool,
+    /// Copies below this step that must have been verified for it to hit.
+    pub requires: Vec<Digest>,
 }
 
 /// Errors of materialising a hit.
@@ -57,6 +66,10 @@ pub enum CacheFromError {
     },
     #[error("snapshot")]
     Snapshot(#[from] SnapshotError),
+    #[error("cannot diff a copied layer")]
+    Diff(#[from] rbuild_image::layer::DiffError),
+    #[error("cannot hash a copied layer")]
+    Hash(#[from] rbuild_image::compress::CompressError),
 }
 
 /// The cache images of a build and which steps they hold.
@@ -71,22 +84,39 @@ pub struct CacheFrom {
     keys: Mutex<BTreeMap<CacheKey, Hit>>,
     /// The layers of each cache image, unpacked on first use.
     unpacked: Mutex<BTreeMap<usize, Vec<Layer>>>,
+    /// Copies whose layer was found equal to the image's.
+    verified: Mutex<BTreeSet<Digest>>,
+    /// How layers are diffed at export (`SOURCE_DATE_EPOCH`): diffIDs compare only so.
+    diff: DiffOptions,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether a step's history entry captures everything its result depends on.
-fn provable(op: &Op) -> bool {
+/// How a step's result can be proven equal to a cache image's layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    /// Its history entry captures everything its result depends on.
+    Text,
+    /// By running it and comparing layers (a copy).
+    Content,
+    Never,
+}
+
+fn proof(op: &Op) -> Proof {
     match op {
-        Op::Exec(ExecOp { mounts, .. }) => mounts.iter().all(|m| match &m.kind {
-            MountKind::Bind { .. } => false,
-            MountKind::Cache { input, .. } => input.is_none(),
-            MountKind::Tmpfs { .. } | MountKind::Secret { .. } | MountKind::Ssh { .. } => true,
-        }),
-        Op::File(FileOp::Mkdir(_)) => true,
-        _ => false,
+        Op::Exec(ExecOp { mounts, .. }) => {
+            let ok = mounts.iter().all(|m| match &m.kind {
+                MountKind::Bind { .. } => false,
+                MountKind::Cache { input, .. } => input.is_none(),
+                MountKind::Tmpfs { .. } | MountKind::Secret { .. } | MountKind::Ssh { .. } => true,
+            });
+            if ok { Proof::Text } else { Proof::Never }
+        }
+        Op::File(FileOp::Mkdir(_)) => Proof::Text,
+        Op::File(FileOp::Copy(_)) => Proof::Content,
+        _ => Proof::Never,
     }
 }
 
@@ -99,6 +129,7 @@ impl CacheFrom {
         images: Vec<CacheImage>,
         store: ImageStore,
         snapshotter: Arc<Snapshotter>,
+        source_date_epoch: Option<i64>,
     ) -> CacheFrom {
         let plan = match chain(graph, &store) {
             Some(chain) => images
@@ -116,6 +147,8 @@ impl CacheFrom {
             plan,
             keys: Mutex::default(),
             unpacked: Mutex::default(),
+            verified: Mutex::default(),
+            diff: DiffOptions { source_date_epoch },
         }
     }
 
@@ -136,6 +169,16 @@ impl CacheFrom {
         let Some(hit) = lock(&self.keys).get(key).cloned() else {
             return Ok(None);
         };
+        let verified = lock(&self.verified);
+        if hit.verify || !hit.requires.iter().all(|d| verified.contains(d)) {
+            return Ok(None);
+        }
+        drop(verified);
+        self.materialize(&hit).map(Some)
+    }
+
+    /// The layers a hit stands for, unpacking its image on first use.
+    fn materialize(&self, hit: &Hit) -> Result<Fs, CacheFromError> {
         let mut unpacked = lock(&self.unpacked);
         let layers = match unpacked.get(&hit.image) {
             Some(l) => l.clone(),
@@ -156,15 +199,71 @@ impl CacheFrom {
         let mut out = Vec::with_capacity(hit.layers.len());
         for l in &hit.layers {
             match l {
-                Some(i) => match layers.get(*i) {
-                    Some(layer) => out.push(layer.clone()),
-                    // The plan checked the count against the config: never here.
-                    None => return Ok(None),
-                },
+                // The plan checked the count against the config.
+                Some(i) => out.extend(layers.get(*i).cloned()),
                 None => out.push(self.empty_layer()?),
             }
         }
-        Ok(Some(Fs::layers(out)))
+        Ok(Fs::layers(out))
+    }
+
+    /// For a copy the plan holds: if it ran on exactly the image's layers below it and
+    /// made exactly the image's next layer (same diffID, diffed as export will), the
+    /// image's layers from then on, and the steps after it may hit. Blocks (diffs the
+    /// layer).
+    pub fn verify(
+        &self,
+        vertex: &Digest,
+        parent: &Fs,
+        out: &Fs,
+    ) -> Result<Option<Fs>, CacheFromError> {
+        let Some(hit) = self.plan.get(vertex).filter(|h| h.verify) else {
+            return Ok(None);
+        };
+        if !hit
+            .requires
+            .iter()
+            .all(|d| lock(&self.verified).contains(d))
+        {
+            return Ok(None);
+        }
+        let (Some(parent), Some(out)) = (parent.as_layers(), out.as_layers()) else {
+            return Ok(None);
+        };
+        let Some((last, below)) = hit.layers.split_last() else {
+            return Ok(None);
+        };
+        let expected = self.materialize(&Hit {
+            image: hit.image,
+            layers: below.to_vec(),
+            verify: false,
+            requires: Vec::new(),
+        })?;
+        let keys = |l: &[Layer]| l.iter().map(|l| l.snapshot.clone()).collect::<Vec<_>>();
+        let Some(expected) = expected.as_layers() else {
+            return Ok(None);
+        };
+        if keys(parent) != keys(expected)
+            || out.len() != parent.len() + 1
+            || keys(&out[..parent.len()]) != keys(parent)
+        {
+            return Ok(None);
+        }
+        let made = self.snapshotter.committed(&out[parent.len()].snapshot)?;
+        let writer = CompressWriter::new(std::io::sink(), Compression::None)?;
+        let (writer, stats) = diff_overlay_upper(made.dir(), writer, &self.diff)?;
+        let (_, digests) = writer.finish()?;
+        let diff_id = rbuild_cache::Digest::from_sha256(*digests.diff_id.as_bytes());
+        let theirs = &self.images[hit.image].image.config.rootfs.diff_ids;
+        let same = match last {
+            Some(i) => stats.entries > 0 && theirs.get(*i) == Some(&diff_id),
+            None => stats.entries == 0,
+        };
+        if !same {
+            return Ok(None);
+        }
+        lock(&self.verified).insert(vertex.clone());
+        self.materialize(hit).map(Some)
     }
 
     fn empty_layer(&self) -> Result<Layer, SnapshotError> {
@@ -189,7 +288,7 @@ impl CacheFrom {
 /// The target's chain of layer steps down to its base.
 struct Chain {
     /// Layer steps, base first.
-    steps: Vec<(Digest, bool)>,
+    steps: Vec<(Digest, Proof)>,
     /// The base's history (`created_by`, `empty_layer`) and layers.
     base_history: Vec<(String, bool)>,
     base_layers: Vec<rbuild_cache::Digest>,
@@ -202,7 +301,7 @@ fn chain(graph: &Graph, store: &ImageStore) -> Option<Chain> {
     loop {
         match &cur.op {
             Op::Exec(_) | Op::File(_) | Op::Merge(_) => {
-                steps.push((cur.digest.clone(), provable(&cur.op)));
+                steps.push((cur.digest.clone(), proof(&cur.op)));
                 cur = graph.vertex(cur.inputs.first()?)?;
             }
             Op::Source(SourceOp::Scratch) => {
@@ -280,8 +379,9 @@ fn match_image(
     let mut layers: Vec<Option<usize>> = (0..bl).map(Some).collect();
     let mut used = bl;
     let mut next = bh;
-    for ((vertex, provable), &j) in chain.steps.iter().zip(&entries) {
-        if !provable || theirs.len() <= j {
+    let mut requires = Vec::new();
+    for ((vertex, proof), &j) in chain.steps.iter().zip(&entries) {
+        if *proof == Proof::Never || theirs.len() <= j {
             break;
         }
         // Metadata instructions in between: the same text, no layer.
@@ -298,13 +398,19 @@ fn match_image(
             layers.push(Some(used));
             used += 1;
         }
+        let verify = *proof == Proof::Content;
         out.insert(
             vertex.clone(),
             Hit {
                 image: index,
                 layers: layers.clone(),
+                verify,
+                requires: requires.clone(),
             },
         );
+        if verify {
+            requires.push(vertex.clone());
+        }
         next = j + 1;
     }
     out

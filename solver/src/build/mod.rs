@@ -206,6 +206,7 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
             req.cache_from.clone(),
             images.clone(),
             snapshotter.clone(),
+            req.source_date_epoch,
         ))
     });
     let env = Arc::new(ops::Env {

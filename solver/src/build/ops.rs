@@ -231,8 +231,20 @@ impl Executor<Digest, Op> for OpExecutor {
                 Ok(out)
             }
             Op::File(f) => {
+                let parent = inputs.first().cloned();
                 let out = super::file::run(env, f, inputs, &ctx).await?;
                 env.counters.file_executed.fetch_add(1, Ordering::Relaxed);
+                // A copy that made a `--cache-from` image's layer: that layer stands
+                // for it, so the steps after it can be taken from the image too.
+                if let (Some(c), Some(parent), FileOp::Copy(_)) = (&env.cache_from, parent, f) {
+                    let (c, vertex, made) = (c.clone(), key.clone(), out.clone());
+                    if let Some(same) = blocking(move || c.verify(&vertex, &parent, &made))
+                        .await?
+                        .map_err(|e| StepError::CacheFrom(Box::new(e)))?
+                    {
+                        return Ok(same);
+                    }
+                }
                 Ok(out)
             }
             Op::Merge(_) => {
