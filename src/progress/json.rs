@@ -9,6 +9,9 @@
 //! {"t_ms":21,"id":4,"kind":"step",…,"event":"cache_miss","reason":"COPY . /app — file a.txt content changed"}
 //! {"t_ms":900,"event":"finish","ok":true,"finished":3,"total":3}
 //! ```
+//!
+//! With `--explain`, `rbuild build` adds one line after `finish`:
+//! `{"event":"explain","earlier_build":true,"misses":[{"step":"[2/3] COPY . /app","reasons":[…]}]}`.
 
 use std::io::{self, Write};
 use std::time::Duration;
