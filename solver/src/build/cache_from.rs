@@ -136,7 +136,7 @@ impl CacheFrom {
                 .iter()
                 .enumerate()
                 .rev()
-                .flat_map(|(i, img)| match_image(&chain, config, i, &img.image))
+                .flat_map(|(i, img)| match_image(&chain, config, i, &img.image.config))
                 .collect(),
             None => BTreeMap::new(),
         };
@@ -342,21 +342,20 @@ fn match_image(
     chain: &Chain,
     config: &ImageConfig,
     index: usize,
-    image: &Image,
+    image: &rbuild_image::oci::ImageConfig,
 ) -> BTreeMap<Digest, Hit> {
     let mut out = BTreeMap::new();
     let ours = &config.history;
     let theirs: Vec<(String, bool)> = image
-        .config
         .history
         .iter()
         .map(|h| (h.created_by.clone().unwrap_or_default(), h.empty_layer))
         .collect();
-    let diff_ids = &image.config.rootfs.diff_ids;
+    let diff_ids = &image.rootfs.diff_ids;
     let (bh, bl) = (chain.base_history.len(), chain.base_layers.len());
-    let same_platform = image.config.os == config.os
-        && image.config.architecture == config.architecture
-        && image.config.variant.as_deref().unwrap_or("") == config.variant.as_deref().unwrap_or("");
+    let same_platform = image.os == config.os
+        && image.architecture == config.architecture
+        && image.variant.as_deref().unwrap_or("") == config.variant.as_deref().unwrap_or("");
     // Our history starts with the base's; theirs must too, and their layers likewise.
     let base_ok = same_platform
         && ours.len() >= bh
@@ -414,4 +413,144 @@ fn match_image(
         next = j + 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: &str) -> Digest {
+        Digest::sha256(n.as_bytes())
+    }
+
+    fn layer(n: &str) -> rbuild_cache::Digest {
+        rbuild_cache::Digest::sha256_of(n.as_bytes())
+    }
+
+    /// Our config: the base's entry, then `entries` as (created_by, adds a layer).
+    fn ours(entries: &[(&str, bool)]) -> ImageConfig {
+        let mut c = ImageConfig {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            ..Default::default()
+        };
+        for (by, layer) in std::iter::once(&("base", true)).chain(entries) {
+            c.history.push(rbuild_graph::History {
+                created_by: (*by).into(),
+                empty_layer: !layer,
+                ..Default::default()
+            });
+        }
+        c
+    }
+
+    /// A cache image's config: the base's entry and layer, then `entries` as
+    /// (created_by, layer it added).
+    fn theirs(entries: &[(&str, Option<&str>)]) -> rbuild_image::oci::ImageConfig {
+        let mut c = rbuild_image::oci::ImageConfig {
+            created: None,
+            author: None,
+            architecture: "amd64".into(),
+            variant: None,
+            os: "linux".into(),
+            os_version: None,
+            os_features: Vec::new(),
+            config: None,
+            rootfs: Default::default(),
+            history: Vec::new(),
+            comment: None,
+        };
+        for (by, l) in std::iter::once(&("base", Some("base"))).chain(entries) {
+            c.history.push(rbuild_image::oci::History {
+                created_by: Some((*by).into()),
+                empty_layer: l.is_none(),
+                ..Default::default()
+            });
+            c.rootfs.diff_ids.extend(l.map(layer));
+        }
+        c
+    }
+
+    fn chain(steps: &[(&str, Proof)]) -> Chain {
+        Chain {
+            steps: steps.iter().map(|(n, p)| (d(n), *p)).collect(),
+            base_history: vec![("base".into(), false)],
+            base_layers: vec![layer("base")],
+        }
+    }
+
+    #[test]
+    fn steps_match_while_history_and_layers_agree() {
+        let chain = chain(&[
+            ("run1", Proof::Text),
+            ("empty", Proof::Text),
+            ("copy", Proof::Content),
+            ("run2", Proof::Text),
+            ("run3", Proof::Text),
+        ]);
+        let ours = ours(&[
+            ("RUN a", true),
+            ("ENV X=1", false),
+            ("RUN true", true),
+            ("COPY f /f", true),
+            ("RUN b", true),
+            ("RUN c", true),
+        ]);
+        let image = theirs(&[
+            ("RUN a", Some("a")),
+            ("ENV X=1", None),
+            ("RUN true", None),
+            ("COPY f /f", Some("f")),
+            ("RUN b", Some("b")),
+            ("RUN other", Some("c")),
+        ]);
+        let plan = match_image(&chain, &ours, 0, &image);
+        assert_eq!(plan[&d("run1")].layers, [Some(0), Some(1)]);
+        // The empty RUN gets an empty layer of its own.
+        assert_eq!(plan[&d("empty")].layers, [Some(0), Some(1), None]);
+        let copy = &plan[&d("copy")];
+        assert!(copy.verify && copy.requires.is_empty());
+        let run2 = &plan[&d("run2")];
+        assert_eq!(run2.layers, [Some(0), Some(1), None, Some(2), Some(3)]);
+        assert!(!run2.verify);
+        assert_eq!(run2.requires, [d("copy")]);
+        // Another command: no match, and none after it.
+        assert!(!plan.contains_key(&d("run3")));
+    }
+
+    #[test]
+    fn another_base_platform_or_metadata_matches_nothing_after_it() {
+        let chain1 = chain(&[("run1", Proof::Text), ("run2", Proof::Text)]);
+        let ours1 = ours(&[("RUN a", true), ("ENV X=1", false), ("RUN b", true)]);
+        let good = theirs(&[
+            ("RUN a", Some("a")),
+            ("ENV X=1", None),
+            ("RUN b", Some("b")),
+        ]);
+        assert_eq!(match_image(&chain1, &ours1, 0, &good).len(), 2);
+
+        let mut other_base = good.clone();
+        other_base.rootfs.diff_ids[0] = layer("other");
+        assert!(match_image(&chain1, &ours1, 0, &other_base).is_empty());
+
+        let mut arm = good.clone();
+        arm.architecture = "arm64".into();
+        assert!(match_image(&chain1, &ours1, 0, &arm).is_empty());
+
+        let env2 = theirs(&[
+            ("RUN a", Some("a")),
+            ("ENV X=2", None),
+            ("RUN b", Some("b")),
+        ]);
+        let plan = match_image(&chain1, &ours1, 0, &env2);
+        assert_eq!(plan.keys().collect::<Vec<_>>(), [&d("run1")]);
+
+        // A step that can never be proven stops the walk.
+        let chain2 = chain(&[("merge", Proof::Never), ("run2", Proof::Text)]);
+        assert!(match_image(&chain2, &ours1, 0, &good).is_empty());
+        // Fewer layers in the image than its history says: no hit past them.
+        let mut short = good;
+        short.rootfs.diff_ids.pop();
+        assert_eq!(match_image(&chain1, &ours1, 0, &short).len(), 1);
+    }
 }
