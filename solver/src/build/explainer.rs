@@ -276,7 +276,8 @@ impl Explainer {
             }
         }
         if old.inputs.len() == new.inputs.len() {
-            for ((a, b), d) in old.inputs.iter().zip(&new.inputs).zip(&vertex.inputs) {
+            let inputs = old.inputs.iter().zip(&new.inputs).zip(&vertex.inputs);
+            for (n, ((a, b), d)) in inputs.enumerate() {
                 if a.key == b.key {
                     continue;
                 }
@@ -285,8 +286,12 @@ impl Explainer {
                         Op::Source(SourceOp::Context(_)) => {
                             "the build context's .dockerignore rules changed".into()
                         }
-                        Op::Source(SourceOp::Image(i)) => {
+                        // Input 0 is the filesystem a step works on; others are sources.
+                        Op::Source(SourceOp::Image(i)) if n == 0 => {
                             format!("base image {} changed", i.reference)
+                        }
+                        Op::Source(SourceOp::Image(i)) => {
+                            format!("source image {} changed", i.reference)
                         }
                         _ => format!("parent step {} changed", describe_vertex(p)),
                     },
