@@ -2,9 +2,10 @@
 //! and why a step missed the cache compared with the last build of the same Dockerfile.
 //!
 //! Every build records, under an id the caller derives from the context directory, the
-//! Dockerfile and the target ([`build_key`]), a [`BuildRecord`]: per step its cache key,
-//! its op as keyed (environment values and inline file data as digests, so no value is
-//! kept in clear), its parents' keys, and the digests of the context selections it read.
+//! Dockerfile and the target ([`build_key`]), a [`BuildRecord`]: per step its progress
+//! name, its cache key, its op as keyed (environment values and inline file data as
+//! digests: the record adds no values beyond what the progress name shows), its parents'
+//! keys, and the digests of the context selections it read.
 //! The listing of each selection (path, type, mode and truncated content digests per
 //! entry) is kept beside it ([`listing_key`]), so a changed selection can name its
 //! files. A rebuild that changes nothing writes nothing: records are compared first, and
