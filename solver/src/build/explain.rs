@@ -146,9 +146,10 @@ impl BuildRecord {
 
 /// A short digest for messages: the algorithm and 12 hex digits.
 fn short(d: &str) -> String {
+    // By characters: a record read back is never trusted to be ASCII.
     match d.split_once(':') {
-        Some((algo, hex)) => format!("{algo}:{}", &hex[..hex.len().min(12)]),
-        None => d[..d.len().min(12)].to_owned(),
+        Some((algo, hex)) => format!("{algo}:{}", hex.chars().take(12).collect::<String>()),
+        None => d.chars().take(12).collect(),
     }
 }
 
@@ -545,6 +546,7 @@ mod tests {
         assert_eq!(BuildRecord::decode(&other.encode()), None);
         assert_eq!(step_text("[build 1/2] RUN x"), "RUN x");
         assert_eq!(step_text("RUN x"), "RUN x");
+        assert_eq!(short("sha256:ééééééééééééé"), "sha256:éééééééééééé");
         assert_ne!(
             build_id("/c", "/c/Dockerfile", None),
             build_id("/c", "/c/Dockerfile", Some("t"))
