@@ -342,6 +342,19 @@ pub struct BuildArgs {
     /// Do not reuse cached steps.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not reuse cached steps of this stage, nor of the steps built on them (repeatable,
+    /// or comma-separated; a stage name or index).
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Reuse steps from an image whose history and layers match this build, as classic
+    /// docker does (repeatable): a local image `NAME[:TAG]`, or `type=registry,ref=NAME`
+    /// (pulled first).
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
+    /// Say why each step that runs missed the cache: which context file, build arg,
+    /// parent step or base image changed since the last build of this Dockerfile.
+    #[arg(long)]
+    pub explain: bool,
     /// Always ask the registry for newer versions of base images.
     #[arg(long)]
     pub pull: bool,

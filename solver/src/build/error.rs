@@ -50,6 +50,8 @@ pub enum StepError {
     },
     #[error("cache index")]
     Meta(#[source] rbuild_cache::MetaError),
+    #[error("--cache-from")]
+    CacheFrom(#[source] Box<super::cache_from::CacheFromError>),
     #[error(transparent)]
     Blocking(#[from] BlockingError),
     #[error("cancelled")]
