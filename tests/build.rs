@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Root, import_busybox, text};
+use common::{Root, import_busybox, text, tool};
 
 /// A build context in a temp dir with the given files.
 fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -332,10 +332,43 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
     build(&dst, ctx.path(), &["-t", "app"]);
     assert_eq!(run(&dst, &["app", "cat", "/seen"]), "none\n");
 
-    // A new image under the same tag.
+    // A new image under the same tag. Its built layer is stored uncompressed and pushed
+    // gzipped, under the same image id.
     let v2 = context(&[("Dockerfile", "FROM busybox\nRUN echo v2 > /marker\n")]);
     build(&src, v2.path(), &["-t", &base]);
-    src.ok(&["push", &base]);
+    let out = src.ok(&["push", &base]);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(": Pushed")).count(),
+        1,
+        "{out}"
+    );
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{base}"),
+        ],
+    );
+    assert!(raw.status.success(), "{}", text(&raw).1);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for layer in layers {
+        let media_type = layer["mediaType"].as_str().unwrap();
+        assert!(
+            media_type.ends_with("gzip"),
+            "{media_type} pushed uncompressed"
+        );
+    }
+    // Converted once: a second push finds every layer there.
+    let again = src.ok(&["push", &base]);
+    assert!(!again.contains(": Pushed"), "{again}");
+    let id = |root: &Root| -> String {
+        let v: serde_json::Value = serde_json::from_str(&root.ok(&["inspect", &base])).unwrap();
+        v[0]["Id"].as_str().unwrap().to_owned()
+    };
 
     // Without --pull the stored base is used (and the step is cached)...
     let report = build(&dst, ctx.path(), &["-t", "app"]);
@@ -345,6 +378,7 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
     let report = build(&dst, ctx.path(), &["-t", "app", "--pull"]);
     assert_eq!(count(&report, "run_executed"), 1, "{report}");
     assert_eq!(run(&dst, &["app", "cat", "/seen"]), "v2\n");
+    assert_eq!(id(&dst), id(&src), "the image id survives the push");
 }
 
 #[test]

@@ -58,11 +58,14 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     if args.push {
         outputs.push(OutputSpec::parse("type=registry")?);
     }
-    // Layers are compressed once, as the first output wants them; other outputs convert.
+    // The store keeps built layers uncompressed, as docker and buildah do: compressing
+    // is the cost of an artifact or a push, not of a build. When an output will want them
+    // compressed, they are compressed once, as the first such output wants them (one pass
+    // instead of a tar and then a conversion); other outputs convert.
     let compression = outputs
         .iter()
-        .find_map(OutputSpec::target_compression)
-        .unwrap_or(Compression::DEFAULT_GZIP);
+        .find_map(OutputSpec::layer_compression)
+        .unwrap_or(Compression::None);
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => Some(
             v.trim()
