@@ -69,6 +69,10 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    // Held until the build ends: files of secrets taken from the environment.
+    let secrets = super::secrets::secrets(&args.secrets)?;
+    let ssh_agents = super::secrets::ssh_agents(&args.ssh)?;
+
     let images = super::store::open(root)?;
     let runtime = super::registry::runtime()?;
     let client = super::registry::client(super::registry::config(&RegistryArgs {
@@ -150,6 +154,8 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         helper: SandboxHelper::CurrentExe(vec![OsString::from(SANDBOX_INIT)]),
         progress: progress.sink(),
         cancel: cancel.clone(),
+        secrets: secrets.files.clone(),
+        ssh_agents,
     };
     let tags = args.tags.clone();
     let result = runtime.block_on(async {

@@ -75,10 +75,20 @@ fn process_env(e: &ExecOp) -> Vec<String> {
     env
 }
 
-/// Extra mounts of the run; views opened for stage inputs are returned to be kept alive.
-fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<(Vec<ExtraMount>, Vec<View>), StepError> {
-    let mut out = Vec::new();
-    let mut views = Vec::new();
+/// What the run's mounts become in the sandbox.
+#[derive(Debug, Default)]
+struct RunMounts {
+    mounts: Vec<ExtraMount>,
+    /// Views opened for stage inputs, kept alive until the run ends.
+    views: Vec<View>,
+    /// Secrets given as environment variables: (name, host file).
+    secret_env: Vec<(String, PathBuf)>,
+}
+
+/// Extra mounts of the run. A secret or SSH agent the build was not given is an error
+/// when the mount is `required`, else the mount is left out (as BuildKit does).
+fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<RunMounts, StepError> {
+    let mut out = RunMounts::default();
     for m in &e.mounts {
         let kind = match &m.kind {
             MountKind::Bind {
@@ -98,7 +108,7 @@ fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<(Vec<ExtraMount>, Vec<
                             .view(&new_snapshot_key("mount"), &parents)
                             .map_err(StepError::Snapshot)?;
                         let p = view.path().to_owned();
-                        views.push(view);
+                        out.views.push(view);
                         p
                     }
                 };
@@ -150,19 +160,63 @@ fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<(Vec<ExtraMount>, Vec<
                     readonly: *readonly,
                 }
             }
-            MountKind::Secret { .. } => {
-                return Err(StepError::Unsupported("RUN --mount=type=secret".into()));
+            MountKind::Secret {
+                id,
+                path,
+                env: var,
+                required,
+                uid,
+                gid,
+                mode,
+            } => {
+                let Some(source) = env.secrets.get(id) else {
+                    if *required {
+                        return Err(StepError::SecretNotFound(id.clone()));
+                    }
+                    continue;
+                };
+                if let Some(var) = var {
+                    out.secret_env.push((var.clone(), source.clone()));
+                }
+                let Some(path) = path else { continue };
+                out.mounts.push(ExtraMount {
+                    target: path.clone(),
+                    kind: SandboxMount::Secret {
+                        source: source.clone(),
+                        uid: *uid,
+                        gid: *gid,
+                        mode: *mode,
+                    },
+                });
+                continue;
             }
-            MountKind::Ssh { .. } => {
-                return Err(StepError::Unsupported("RUN --mount=type=ssh".into()));
+            MountKind::Ssh {
+                id,
+                required,
+                uid,
+                gid,
+                mode,
+            } => {
+                let Some(agent) = env.ssh_agents.get(id) else {
+                    if *required {
+                        return Err(StepError::SshNotFound(id.clone()));
+                    }
+                    continue;
+                };
+                SandboxMount::Ssh {
+                    agent: agent.clone(),
+                    uid: *uid,
+                    gid: *gid,
+                    mode: *mode,
+                }
             }
         };
-        out.push(ExtraMount {
+        out.mounts.push(ExtraMount {
             target: m.target.clone(),
             kind,
         });
     }
-    Ok((out, views))
+    Ok(out)
 }
 
 pub async fn run(
@@ -177,7 +231,11 @@ pub async fn run(
     let base = inputs.first().ok_or(StepError::ContextAsLayers)?;
     let parent_layers = layers_of(base)?.to_vec();
     let parents = committed(&env.snapshotter, &parent_layers)?;
-    let (extra, views) = mounts(env, e, &inputs)?;
+    let RunMounts {
+        mounts: extra,
+        views,
+        secret_env,
+    } = mounts(env, e, &inputs)?;
     let key = new_snapshot_key("run");
     let active = env
         .snapshotter
@@ -199,6 +257,7 @@ pub async fn run(
         NetworkMode::Host => Network::Host,
     };
     spec.mounts = extra;
+    spec.secret_env = secret_env;
 
     let handle = CancelHandle::new();
     let watcher = {

@@ -19,6 +19,7 @@ pub mod record;
 mod store_cache;
 mod stubs;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -72,6 +73,11 @@ pub struct BuildRequest {
     pub helper: SandboxHelper,
     pub progress: Arc<dyn ProgressSink<Digest>>,
     pub cancel: CancelToken,
+    /// `RUN --mount=type=secret` sources (`--secret`): id → host file. They are read
+    /// only by the sandbox and never enter a cache key, a layer or the history.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `RUN --mount=type=ssh` agents (`--ssh`): id → host agent socket.
+    pub ssh_agents: BTreeMap<String, PathBuf>,
 }
 
 impl std::fmt::Debug for BuildRequest {
@@ -168,6 +174,8 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         metacache: metacache.clone(),
         default_network: default_network(),
         cache_mounts,
+        secrets: req.secrets,
+        ssh_agents: req.ssh_agents,
         counters: ops::Counters::default(),
     });
     let cache = Arc::new(StoreCache::new(
