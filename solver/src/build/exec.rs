@@ -12,6 +12,7 @@ use rbuild_executor::{
 };
 use rbuild_graph::{Digest, ExecOp, MountKind, NetworkMode, SecurityMode};
 
+use super::cache_seed::seed_cache_dir;
 use super::error::StepError;
 use super::fs::{Fs, Layer};
 use super::ops::{Env, committed, layers_of, new_snapshot_key};
@@ -75,6 +76,30 @@ fn process_env(e: &ExecOp) -> Vec<String> {
     env
 }
 
+/// The directory of mount input `input`: the context's root, or a read-only view of a
+/// stage (kept open in `views` for the run).
+fn input_root(
+    env: &Env,
+    inputs: &[Fs],
+    input: usize,
+    views: &mut Vec<View>,
+) -> Result<PathBuf, StepError> {
+    let fs = inputs
+        .get(input)
+        .ok_or_else(|| StepError::Unsupported(format!("mount input {input}")))?;
+    if let Some(c) = fs.as_context() {
+        return Ok(c.root.clone());
+    }
+    let parents = committed(&env.snapshotter, layers_of(fs)?)?;
+    let view = env
+        .snapshotter
+        .view(&new_snapshot_key("mount"), &parents)
+        .map_err(StepError::Snapshot)?;
+    let p = view.path().to_owned();
+    views.push(view);
+    Ok(p)
+}
+
 /// What the run's mounts become in the sandbox.
 #[derive(Debug, Default)]
 struct RunMounts {
@@ -96,22 +121,7 @@ fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<RunMounts, StepError> 
                 source,
                 readonly,
             } => {
-                let fs = inputs
-                    .get(*input)
-                    .ok_or_else(|| StepError::Unsupported(format!("mount input {input}")))?;
-                let root: PathBuf = match fs.as_context() {
-                    Some(c) => c.root.clone(),
-                    None => {
-                        let parents = committed(&env.snapshotter, layers_of(fs)?)?;
-                        let view = env
-                            .snapshotter
-                            .view(&new_snapshot_key("mount"), &parents)
-                            .map_err(StepError::Snapshot)?;
-                        let p = view.path().to_owned();
-                        out.views.push(view);
-                        p
-                    }
-                };
+                let root = input_root(env, inputs, *input, &mut out.views)?;
                 let source = resolve_in_root(&root, source, true)?;
                 if *readonly {
                     SandboxMount::Bind {
@@ -125,18 +135,42 @@ fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<RunMounts, StepError> 
             MountKind::Tmpfs { size } => SandboxMount::Tmpfs { size: *size },
             MountKind::Cache {
                 id,
-                input,
+                input: Some(input),
+                source,
+                readonly,
+                ..
+            } => {
+                // Seeded from a stage: the seed's snapshots are part of the cache's name.
+                let mut name = format!("{id}\0from");
+                match inputs.get(*input).and_then(Fs::as_layers) {
+                    Some(layers) => {
+                        for l in layers {
+                            name.push('\0');
+                            name.push_str(&l.snapshot);
+                        }
+                    }
+                    None => return Err(StepError::ContextAsLayers),
+                }
+                let root = input_root(env, inputs, *input, &mut out.views)?;
+                let seed = resolve_in_root(&root, source, true)?;
+                let dir = env
+                    .cache_mounts
+                    .join(&rbuild_cache::Digest::sha256_of(name.as_bytes()).hex()[..32]);
+                seed_cache_dir(&dir, &seed)?;
+                SandboxMount::Bind {
+                    source: dir,
+                    readonly: *readonly,
+                }
+            }
+            MountKind::Cache {
+                id,
+                input: None,
                 readonly,
                 uid,
                 gid,
                 mode,
                 ..
             } => {
-                if input.is_some() {
-                    return Err(StepError::Unsupported(
-                        "RUN --mount=type=cache with from=".into(),
-                    ));
-                }
                 let dir = env
                     .cache_mounts
                     .join(&rbuild_cache::Digest::sha256_of(id.as_bytes()).hex()[..32]);

@@ -8,6 +8,7 @@
 //! - [`export`]: layers → blobs → config, manifest and tags.
 //! - `file`: file operations through [`crate::fileop`] on a fresh snapshot.
 
+mod cache_seed;
 mod error;
 mod exec;
 pub mod export;

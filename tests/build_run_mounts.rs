@@ -1,7 +1,7 @@
-//! `RUN --mount=type=secret` and `RUN --mount=type=ssh` with `rbuild build --secret` and
-//! `--ssh`: the run sees them, and the secret's value reaches no blob of the store (layers,
-//! config, history) and no cache key (a new value does not re-run the step, as in
-//! BuildKit). The Dockerfiles compare values in upper case so that the secrets' own
+//! `RUN --mount` types wired through the build: `type=secret` and `type=ssh` with
+//! `rbuild build --secret` and `--ssh` (the run sees them; a secret's value reaches no
+//! blob of the store, layers, config or history, and no cache key: a new value does not
+//! re-run the step, as in BuildKit), and `type=cache,from=STAGE` seeds. The Dockerfiles compare values in upper case so that the secrets' own
 //! text appears nowhere but in their sources.
 
 mod common;
@@ -212,4 +212,38 @@ RUN --mount=type=ssh,id=deploy,target=/agent.sock,mode=0660,uid=7,gid=8 [ -S /ag
         let out = root.run(&["run", "--network", "none", "ssh:1", "ls", gone]);
         assert!(!out.status.success(), "{gone} left in the image");
     }
+}
+
+#[test]
+fn cache_mounts_start_from_a_stage_and_keep_what_runs_add() {
+    let root = Root::new();
+    import_busybox(&root);
+    let dockerfile = |seed: &str| {
+        format!(
+            r#"
+FROM busybox AS seed
+RUN mkdir -p /data/sub && echo {seed} > /data/sub/seeded && chmod 640 /data/sub/seeded
+
+FROM busybox
+ARG RUN_ID=1
+RUN --mount=type=cache,id=c,from=seed,source=/data,target=/cache echo "$RUN_ID" >> /cache/runs && cat /cache/sub/seeded /cache/runs > /seen && stat -c %a /cache/sub/seeded >> /seen
+"#
+        )
+    };
+    let ctx = context(&dockerfile("one"));
+    let (report, stderr) = build(&root, ctx.path(), &["-t", "c:1"]);
+    assert!(report.is_some(), "{stderr}");
+    assert_eq!(run(&root, &["c:1", "cat", "/seen"]), "one\n1\n640\n");
+    // The same seed: the cache kept what the first run added.
+    let (report, stderr) = build(&root, ctx.path(), &["-t", "c:2", "--build-arg", "RUN_ID=2"]);
+    assert!(report.is_some(), "{stderr}");
+    assert_eq!(run(&root, &["c:2", "cat", "/seen"]), "one\n1\n2\n640\n");
+    // Another seed is another cache.
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile("two")).unwrap();
+    let (report, stderr) = build(&root, ctx.path(), &["-t", "c:3", "--build-arg", "RUN_ID=3"]);
+    assert!(report.is_some(), "{stderr}");
+    assert_eq!(run(&root, &["c:3", "cat", "/seen"]), "two\n3\n640\n");
+    // The seed stage's files are not in the image.
+    let out = root.run(&["run", "--network", "none", "c:3", "ls", "/cache"]);
+    assert!(!out.status.success(), "/cache left in the image");
 }
