@@ -22,11 +22,11 @@ const DEFAULT_TRIALS: usize = 20;
 const DOCKERFILE: &str = r#"
 FROM busybox AS gen
 COPY files/ /files/
-RUN for i in $(seq 1 150); do echo "$i" > /files/gen-$i; done
-RUN seq 1 200000 > /files/big.txt
+RUN for i in $(seq 1 60); do echo "$i" > /files/gen-$i; done
+RUN seq 1 60000 > /files/big.txt
 
 FROM busybox AS other
-RUN echo two > /two && sleep 0.3
+RUN echo two > /two
 
 FROM busybox
 COPY --from=gen /files /app/files
@@ -82,6 +82,25 @@ fn verify_blobs(root: &Root, what: &str) {
         let name = Path::new(path).file_name().unwrap().to_string_lossy();
         assert_eq!(sum, name, "{what}: blob {path} does not match its name");
     }
+}
+
+/// Nothing under the store stays mounted after the build's process is gone.
+fn verify_no_mounts(root: &Root, what: &str) {
+    let store = root.path().join("store");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|m| Path::new(m).starts_with(&store))
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{what}: mounts left behind:\n{}",
+        left.join("\n")
+    );
 }
 
 /// Every listed image reads in full (manifest, config, layers), and `app:latest` is
@@ -201,6 +220,7 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
         };
         eprintln!("{what}: after {delay:?}: {status}");
         verify_blobs(&root, &what);
+        verify_no_mounts(&root, &what);
         verify_images(&root, scratch.path(), &reference, &what);
         let id = build_id(&root, ctx.path(), &[]);
         assert_eq!(id, reference, "{what}: the build after the kill differs");

@@ -26,6 +26,7 @@ use crate::diag::{Level, render};
 use crate::progress::{self, ProgressMode, StepInfo};
 
 pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    private_mounts();
     let mut s = DockerfileSettings::resolve(&args.dockerfile)?;
     let dockerfile = args
         .dockerfile
@@ -196,6 +197,26 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", report.image_id);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Puts the process in a mount namespace of its own from which nothing propagates back,
+/// so the overlays a build mounts (file steps, stage views) go away with the process even
+/// when it is killed with SIGKILL, instead of staying mounted on the host. `unshare`
+/// moves only the calling thread: this runs before any thread starts. Without the
+/// privilege (rootless) the mounts stay in the caller's namespace, as before.
+fn private_mounts() {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    if unshare(CloneFlags::CLONE_NEWNS).is_ok() {
+        // If this fails, mounts propagate to the host as they did without the namespace.
+        let _ = mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        );
+    }
 }
 
 /// Why a build ended without an image.
