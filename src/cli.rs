@@ -381,6 +381,15 @@ pub struct BuildArgs {
     /// How progress is shown: auto (tty on a terminal, else plain), tty, plain, rawjson, quiet.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: crate::progress::ProgressMode,
+    /// A secret for `RUN --mount=type=secret` (buildx syntax, repeatable):
+    /// `id=ID[,src=PATH]` or `id=ID,env=VAR`. Its value never enters the cache, a layer
+    /// or the history.
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|,env=VAR]")]
+    pub secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh` (repeatable): `default` (`$SSH_AUTH_SOCK`)
+    /// or `ID=SOCKET`.
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
     /// Write the build's counters as JSON to this file (for tests).
     #[arg(long, hide = true, value_name = "FILE")]
     pub report_file: Option<PathBuf>,

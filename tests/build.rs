@@ -439,14 +439,11 @@ RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-
 
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        "FROM busybox\nRUN --mount=type=secret,id=token cat /run/secrets/token\n",
+        "FROM busybox\nRUN --mount=type=secret,id=token,required=true cat /run/secrets/token\n",
     )
     .unwrap();
     let (_, out) = try_build(&root, ctx.path(), &["-t", "m:3"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("type=secret is not supported yet"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("secret token not found"), "{stderr}");
 }

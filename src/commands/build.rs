@@ -29,6 +29,8 @@ use crate::diag::{Level, render};
 use crate::progress::{self, ProgressMode, StepInfo};
 
 pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    // The build's overlays must go away with the process, however it ends.
+    rbuild_executor::sys::private_mount_namespace();
     let mut s = DockerfileSettings::resolve(&args.dockerfile)?;
     let dockerfile = args
         .dockerfile
@@ -74,6 +76,10 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         ),
         _ => None,
     };
+
+    // Held until the build ends: files of secrets taken from the environment.
+    let secrets = super::secrets::secrets(&args.secrets)?;
+    let ssh_agents = super::secrets::ssh_agents(&args.ssh)?;
 
     let images = super::store::open(root)?;
     let runtime = super::registry::runtime()?;
@@ -183,6 +189,8 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         helper: SandboxHelper::CurrentExe(vec![OsString::from(SANDBOX_INIT)]),
         progress: progress.sink(),
         cancel: cancel.clone(),
+        secrets: secrets.files.clone(),
+        ssh_agents,
     };
     let tags = args.tags.clone();
     let result = runtime.block_on(async {

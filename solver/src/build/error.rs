@@ -36,6 +36,10 @@ pub enum StepError {
     File(#[from] crate::fileop::FileOpError),
     #[error("{0} is not supported yet")]
     Unsupported(String),
+    #[error("secret {0} not found (pass it with --secret id={0},src=FILE)")]
+    SecretNotFound(String),
+    #[error("no SSH agent {0} forwarded (pass one with --ssh {0}=SOCKET)")]
+    SshNotFound(String),
     #[error("build context {0:?} is not known (only the main context is supported)")]
     UnknownContext(String),
     #[error("vertex {0} is not in the graph")]

@@ -12,6 +12,7 @@
 //! - [`cache_from`]: steps reused from the layers of existing images (`--cache-from`).
 
 pub mod cache_from;
+mod cache_seed;
 mod error;
 mod exec;
 pub mod explain;
@@ -25,7 +26,7 @@ pub mod record;
 mod store_cache;
 mod stubs;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -88,6 +89,11 @@ pub struct BuildRequest {
     pub helper: SandboxHelper,
     pub progress: Arc<dyn ProgressSink<Digest>>,
     pub cancel: CancelToken,
+    /// `RUN --mount=type=secret` sources (`--secret`): id → host file. They are read
+    /// only by the sandbox and never enter a cache key, a layer or the history.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `RUN --mount=type=ssh` agents (`--ssh`): id → host agent socket.
+    pub ssh_agents: BTreeMap<String, PathBuf>,
 }
 
 impl std::fmt::Debug for BuildRequest {
@@ -224,6 +230,8 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         metacache: metacache.clone(),
         default_network: default_network(),
         cache_mounts,
+        secrets: req.secrets,
+        ssh_agents: req.ssh_agents,
         counters: ops::Counters::default(),
         bypass: bypass.clone(),
         cache_from: cache_from.clone(),

@@ -48,6 +48,10 @@ pub struct Env {
     pub default_network: Network,
     /// Where `RUN --mount=type=cache` directories live.
     pub cache_mounts: PathBuf,
+    /// `RUN --mount=type=secret` sources: id → host file. Never part of a cache key.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `RUN --mount=type=ssh` agents: id → host agent socket.
+    pub ssh_agents: BTreeMap<String, PathBuf>,
     pub counters: Counters,
     /// Keys not reused in this build (`--no-cache`, `--no-cache-filter`).
     pub bypass: Arc<Bypass>,
