@@ -6,24 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Root, import_busybox, text, tool};
-
-/// A build context in a temp dir with the given files.
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, content) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    dir
-}
-
-fn root() -> Root {
-    let root = Root::new();
-    import_busybox(&root);
-    root
-}
+use common::{Root, busybox_root, context_with, text, tool};
 
 /// Builds `ctx` with `args` and returns the report, asserting success.
 fn build(root: &Root, ctx: &Path, args: &[&str]) -> serde_json::Value {
@@ -83,8 +66,8 @@ CMD ["cat", "/app/out.txt", "/app/other.txt"]
 
 #[test]
 fn multi_stage_build_runs_and_target_picks_a_stage() {
-    let root = root();
-    let ctx = context(&[("Dockerfile", MULTI_STAGE), ("greeting.txt", "hello\n")]);
+    let root = busybox_root();
+    let ctx = context_with(&[("Dockerfile", MULTI_STAGE), ("greeting.txt", "hello\n")]);
     let report = build(&root, ctx.path(), &["-t", "app:1"]);
     assert_eq!(count(&report, "run_executed"), 2, "{report}");
     assert_eq!(run(&root, &["app:1"]), "HELLO\nother\n");
@@ -120,7 +103,7 @@ fn multi_stage_build_runs_and_target_picks_a_stage() {
 
 #[test]
 fn build_args_and_labels_reach_the_image_and_rerun_only_steps_that_see_them() {
-    let root = root();
+    let root = busybox_root();
     let dockerfile = r#"
 FROM busybox
 RUN echo base > /base
@@ -128,7 +111,7 @@ ARG V=default
 RUN echo "$V" > /v
 RUN cat /v /base > /both
 "#;
-    let ctx = context(&[("Dockerfile", dockerfile)]);
+    let ctx = context_with(&[("Dockerfile", dockerfile)]);
     let first = build(&root, ctx.path(), &["-t", "a:1", "--label", "k=v"]);
     assert_eq!(count(&first, "run_executed"), 3);
     assert_eq!(run(&root, &["a:1", "cat", "/both"]), "default\nbase\n");
@@ -152,8 +135,8 @@ RUN cat /v /base > /both
 
 #[test]
 fn dockerignore_keeps_files_out_of_the_image_and_the_cache_key() {
-    let root = root();
-    let ctx = context(&[
+    let root = busybox_root();
+    let ctx = context_with(&[
         (
             "Dockerfile",
             "FROM busybox\nCOPY . /app/\nRUN ls -a /app > /listing\n",
@@ -181,8 +164,8 @@ fn dockerignore_keeps_files_out_of_the_image_and_the_cache_key() {
 
 #[test]
 fn failing_run_names_the_line_and_shows_its_output() {
-    let root = root();
-    let ctx = context(&[(
+    let root = busybox_root();
+    let ctx = context_with(&[(
         "Dockerfile",
         "FROM busybox\nRUN echo fine\nRUN echo about to fail && echo on stderr >&2 && exit 7\nRUN echo never\n",
     )]);
@@ -216,7 +199,7 @@ fn failing_run_names_the_line_and_shows_its_output() {
 
 #[test]
 fn noop_rebuild_runs_nothing_and_reads_no_context_and_one_change_reruns_its_copy() {
-    let root = root();
+    let root = busybox_root();
     let dockerfile = r#"
 FROM busybox
 COPY a.txt /a.txt
@@ -224,7 +207,7 @@ RUN cat /a.txt > /from-a
 COPY dir/ /dir/
 RUN cat /dir/b.txt > /from-b
 "#;
-    let ctx = context(&[
+    let ctx = context_with(&[
         ("Dockerfile", dockerfile),
         ("a.txt", "a1"),
         ("dir/b.txt", "b1"),
@@ -266,8 +249,8 @@ RUN cat /dir/b.txt > /from-b
 fn sigterm_cancels_the_running_step_and_tags_nothing() {
     use std::io::BufRead as _;
     use std::process::Stdio;
-    let root = root();
-    let ctx = context(&[(
+    let root = busybox_root();
+    let ctx = context_with(&[(
         "Dockerfile",
         "FROM busybox\nRUN echo before > /before\nRUN sleep 60\n",
     )]);
@@ -320,12 +303,12 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
     use rbuild_image::registry::testing::TestRegistry;
     let registry = TestRegistry::start().expect("registry fixture");
     let base = format!("{}/base:latest", registry.host());
-    let src = root();
+    let src = busybox_root();
     src.ok(&["tag", "busybox", &base]);
     src.ok(&["push", &base]);
 
     let dst = Root::new();
-    let ctx = context(&[(
+    let ctx = context_with(&[(
         "Dockerfile",
         &format!("FROM {base}\nRUN (cat /marker 2>/dev/null || echo none) > /seen\n"),
     )]);
@@ -334,7 +317,7 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
 
     // A new image under the same tag. Its built layer is stored uncompressed and pushed
     // gzipped, under the same image id.
-    let v2 = context(&[("Dockerfile", "FROM busybox\nRUN echo v2 > /marker\n")]);
+    let v2 = context_with(&[("Dockerfile", "FROM busybox\nRUN echo v2 > /marker\n")]);
     build(&src, v2.path(), &["-t", &base]);
     let out = src.ok(&["push", &base]);
     assert_eq!(
@@ -383,8 +366,8 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
 
 #[test]
 fn steps_that_change_nothing_add_history_but_no_layer() {
-    let root = root();
-    let ctx = context(&[(
+    let root = busybox_root();
+    let ctx = context_with(&[(
         "Dockerfile",
         "FROM busybox\nRUN true\nWORKDIR /tmp\nRUN echo x > /x\nENV A=1\n",
     )]);
@@ -408,14 +391,14 @@ fn steps_that_change_nothing_add_history_but_no_layer() {
 
 #[test]
 fn run_mounts_bind_context_files_keyed_by_content_and_leave_nothing_behind() {
-    let root = root();
+    let root = busybox_root();
     let dockerfile = r#"
 FROM busybox
 RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /copied
 RUN --mount=type=cache,target=/cache echo $(( $(cat /cache/n 2>/dev/null || echo 0) + 1 )) > /cache/n && cp /cache/n /count
 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-listing
 "#;
-    let ctx = context(&[("Dockerfile", dockerfile), ("input.txt", "one\n")]);
+    let ctx = context_with(&[("Dockerfile", dockerfile), ("input.txt", "one\n")]);
     let first = build(&root, ctx.path(), &["-t", "m:1"]);
     assert_eq!(count(&first, "run_executed"), 3);
     assert_eq!(

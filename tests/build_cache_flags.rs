@@ -6,23 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Root, import_busybox, text};
-
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, content) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    dir
-}
-
-fn root() -> Root {
-    let root = Root::new();
-    import_busybox(&root);
-    root
-}
+use common::{Root, busybox_root, context_with, text};
 
 /// Builds `ctx` with `args`; returns the report and stderr, asserting success.
 fn build(root: &Root, ctx: &Path, args: &[&str]) -> (serde_json::Value, String) {
@@ -68,8 +52,8 @@ RUN ls -lR /app > /listing
 
 #[test]
 fn explain_names_the_file_arg_and_base_image_that_changed() {
-    let root = root();
-    let ctx = context(&[
+    let root = busybox_root();
+    let ctx = context_with(&[
         ("Dockerfile", EXPLAINED),
         ("d07/s3/f042.txt", "one"),
         ("d07/s3/f043.txt", "same"),
@@ -228,8 +212,8 @@ fn explain_names_the_file_arg_and_base_image_that_changed() {
 
 #[test]
 fn explain_records_stay_per_dockerfile() {
-    let root = root();
-    let ctx = context(&[
+    let root = busybox_root();
+    let ctx = context_with(&[
         (
             "Dockerfile",
             "FROM busybox AS main\nCOPY a.txt /a\nRUN cat /a\n",
@@ -277,8 +261,8 @@ RUN cat /b > /c
 
 #[test]
 fn no_cache_filter_reruns_the_named_stages_and_what_uses_them() {
-    let root = root();
-    let ctx = context(&[("Dockerfile", TWO_STAGES)]);
+    let root = busybox_root();
+    let ctx = context_with(&[("Dockerfile", TWO_STAGES)]);
     let (first, _) = build(&root, ctx.path(), &["-t", "f:1"]);
     assert_eq!(count(&first, "run_executed"), 3, "{first}");
 
@@ -347,15 +331,15 @@ fn transplant(from: &Root, name: &str) -> Root {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("image.tar");
     from.ok(&["save", "-o", archive.to_str().unwrap(), name]);
-    let to = root();
+    let to = busybox_root();
     to.ok(&["load", "-i", archive.to_str().unwrap()]);
     to
 }
 
 #[test]
 fn cache_from_reuses_run_layers_of_an_image_in_a_fresh_store() {
-    let first = root();
-    let ctx = context(&[("Dockerfile", CACHED_RUNS)]);
+    let first = busybox_root();
+    let ctx = context_with(&[("Dockerfile", CACHED_RUNS)]);
     let (a, _) = build(&first, ctx.path(), &["-t", "cf:a"]);
     assert_eq!(count(&a, "run_executed"), 3, "{a}");
 
@@ -395,10 +379,10 @@ fn cache_from_reuses_run_layers_of_an_image_in_a_fresh_store() {
 
 #[test]
 fn cache_from_takes_a_copy_only_when_its_layer_is_the_image_layer() {
-    let first = root();
+    let first = busybox_root();
     let dockerfile =
         "FROM busybox\nRUN echo a > /a\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copy\n";
-    let ctx = context(&[("Dockerfile", dockerfile), ("data.txt", "old")]);
+    let ctx = context_with(&[("Dockerfile", dockerfile), ("data.txt", "old")]);
     let (a, _) = build(&first, ctx.path(), &["-t", "cp:a"]);
     assert_eq!(count(&a, "run_executed"), 2, "{a}");
 
@@ -451,12 +435,12 @@ fn cache_from_pulls_a_registry_image() {
     use rbuild_image::registry::testing::TestRegistry;
     let registry = TestRegistry::start().expect("registry fixture");
     let name = format!("{}/cache:1", registry.host());
-    let src = root();
-    let ctx = context(&[("Dockerfile", CACHED_RUNS)]);
+    let src = busybox_root();
+    let ctx = context_with(&[("Dockerfile", CACHED_RUNS)]);
     let (a, _) = build(&src, ctx.path(), &["-t", &name]);
     src.ok(&["push", &name]);
 
-    let dst = root();
+    let dst = busybox_root();
     let spec = format!("type=registry,ref={name}");
     let (b, _) = build(&dst, ctx.path(), &["--cache-from", &spec, "-t", "cf:b"]);
     assert_eq!(count(&b, "run_executed"), 0, "{b}");
