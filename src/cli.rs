@@ -342,6 +342,19 @@ pub struct BuildArgs {
     /// Do not reuse cached steps.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not reuse cached steps of this stage, nor of the steps built on them (repeatable,
+    /// or comma-separated; a stage name or index).
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Reuse steps from an image whose history and layers match this build, as classic
+    /// docker does (repeatable): a local image `NAME[:TAG]`, or `type=registry,ref=NAME`
+    /// (pulled first).
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
+    /// Say why each step that runs missed the cache: which context file, build arg,
+    /// parent step or base image changed since the last build of this Dockerfile.
+    #[arg(long)]
+    pub explain: bool,
     /// Always ask the registry for newer versions of base images.
     #[arg(long)]
     pub pull: bool,
@@ -370,6 +383,15 @@ pub struct BuildArgs {
     /// How progress is shown: auto (tty on a terminal, else plain), tty, plain, rawjson, quiet.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: crate::progress::ProgressMode,
+    /// A secret for `RUN --mount=type=secret` (buildx syntax, repeatable):
+    /// `id=ID[,src=PATH]` or `id=ID,env=VAR`. Its value never enters the cache, a layer
+    /// or the history.
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|,env=VAR]")]
+    pub secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh` (repeatable): `default` (`$SSH_AUTH_SOCK`)
+    /// or `ID=SOCKET`.
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
     /// Write the build's counters as JSON to this file (for tests).
     #[arg(long, hide = true, value_name = "FILE")]
     pub report_file: Option<PathBuf>,

@@ -6,24 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Root, import_busybox, text};
-
-/// A build context in a temp dir with the given files.
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, content) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    dir
-}
-
-fn root() -> Root {
-    let root = Root::new();
-    import_busybox(&root);
-    root
-}
+use common::{Root, busybox_root, context_with, text, tool};
 
 /// Builds `ctx` with `args` and returns the report, asserting success.
 fn build(root: &Root, ctx: &Path, args: &[&str]) -> serde_json::Value {
@@ -83,8 +66,8 @@ CMD ["cat", "/app/out.txt", "/app/other.txt"]
 
 #[test]
 fn multi_stage_build_runs_and_target_picks_a_stage() {
-    let root = root();
-    let ctx = context(&[("Dockerfile", MULTI_STAGE), ("greeting.txt", "hello\n")]);
+    let root = busybox_root();
+    let ctx = context_with(&[("Dockerfile", MULTI_STAGE), ("greeting.txt", "hello\n")]);
     let report = build(&root, ctx.path(), &["-t", "app:1"]);
     assert_eq!(count(&report, "run_executed"), 2, "{report}");
     assert_eq!(run(&root, &["app:1"]), "HELLO\nother\n");
@@ -120,7 +103,7 @@ fn multi_stage_build_runs_and_target_picks_a_stage() {
 
 #[test]
 fn build_args_and_labels_reach_the_image_and_rerun_only_steps_that_see_them() {
-    let root = root();
+    let root = busybox_root();
     let dockerfile = r#"
 FROM busybox
 RUN echo base > /base
@@ -128,7 +111,7 @@ ARG V=default
 RUN echo "$V" > /v
 RUN cat /v /base > /both
 "#;
-    let ctx = context(&[("Dockerfile", dockerfile)]);
+    let ctx = context_with(&[("Dockerfile", dockerfile)]);
     let first = build(&root, ctx.path(), &["-t", "a:1", "--label", "k=v"]);
     assert_eq!(count(&first, "run_executed"), 3);
     assert_eq!(run(&root, &["a:1", "cat", "/both"]), "default\nbase\n");
@@ -152,8 +135,8 @@ RUN cat /v /base > /both
 
 #[test]
 fn dockerignore_keeps_files_out_of_the_image_and_the_cache_key() {
-    let root = root();
-    let ctx = context(&[
+    let root = busybox_root();
+    let ctx = context_with(&[
         (
             "Dockerfile",
             "FROM busybox\nCOPY . /app/\nRUN ls -a /app > /listing\n",
@@ -181,8 +164,8 @@ fn dockerignore_keeps_files_out_of_the_image_and_the_cache_key() {
 
 #[test]
 fn failing_run_names_the_line_and_shows_its_output() {
-    let root = root();
-    let ctx = context(&[(
+    let root = busybox_root();
+    let ctx = context_with(&[(
         "Dockerfile",
         "FROM busybox\nRUN echo fine\nRUN echo about to fail && echo on stderr >&2 && exit 7\nRUN echo never\n",
     )]);
@@ -216,7 +199,7 @@ fn failing_run_names_the_line_and_shows_its_output() {
 
 #[test]
 fn noop_rebuild_runs_nothing_and_reads_no_context_and_one_change_reruns_its_copy() {
-    let root = root();
+    let root = busybox_root();
     let dockerfile = r#"
 FROM busybox
 COPY a.txt /a.txt
@@ -224,7 +207,7 @@ RUN cat /a.txt > /from-a
 COPY dir/ /dir/
 RUN cat /dir/b.txt > /from-b
 "#;
-    let ctx = context(&[
+    let ctx = context_with(&[
         ("Dockerfile", dockerfile),
         ("a.txt", "a1"),
         ("dir/b.txt", "b1"),
@@ -249,7 +232,7 @@ RUN cat /dir/b.txt > /from-b
     assert!(stderr.contains("CACHED"), "{stderr}");
     // A new Dockerfile on the same base reuses the base from the store, which is no cached
     // step: a cold build prints no `CACHED` line (as docker and buildah count).
-    let other = context(&[("Dockerfile", "FROM busybox\nRUN echo other > /other\n")]);
+    let other = context_with(&[("Dockerfile", "FROM busybox\nRUN echo other > /other\n")]);
     let out = root.run(&["build", "-t", "o:1", other.path().to_str().unwrap()]);
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
@@ -273,8 +256,8 @@ RUN cat /dir/b.txt > /from-b
 fn sigterm_cancels_the_running_step_and_tags_nothing() {
     use std::io::BufRead as _;
     use std::process::Stdio;
-    let root = root();
-    let ctx = context(&[(
+    let root = busybox_root();
+    let ctx = context_with(&[(
         "Dockerfile",
         "FROM busybox\nRUN echo before > /before\nRUN sleep 60\n",
     )]);
@@ -327,22 +310,55 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
     use rbuild_image::registry::testing::TestRegistry;
     let registry = TestRegistry::start().expect("registry fixture");
     let base = format!("{}/base:latest", registry.host());
-    let src = root();
+    let src = busybox_root();
     src.ok(&["tag", "busybox", &base]);
     src.ok(&["push", &base]);
 
     let dst = Root::new();
-    let ctx = context(&[(
+    let ctx = context_with(&[(
         "Dockerfile",
         &format!("FROM {base}\nRUN (cat /marker 2>/dev/null || echo none) > /seen\n"),
     )]);
     build(&dst, ctx.path(), &["-t", "app"]);
     assert_eq!(run(&dst, &["app", "cat", "/seen"]), "none\n");
 
-    // A new image under the same tag.
-    let v2 = context(&[("Dockerfile", "FROM busybox\nRUN echo v2 > /marker\n")]);
+    // A new image under the same tag. Its built layer is stored uncompressed and pushed
+    // gzipped, under the same image id.
+    let v2 = context_with(&[("Dockerfile", "FROM busybox\nRUN echo v2 > /marker\n")]);
     build(&src, v2.path(), &["-t", &base]);
-    src.ok(&["push", &base]);
+    let out = src.ok(&["push", &base]);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(": Pushed")).count(),
+        1,
+        "{out}"
+    );
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{base}"),
+        ],
+    );
+    assert!(raw.status.success(), "{}", text(&raw).1);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for layer in layers {
+        let media_type = layer["mediaType"].as_str().unwrap();
+        assert!(
+            media_type.ends_with("gzip"),
+            "{media_type} pushed uncompressed"
+        );
+    }
+    // Converted once: a second push finds every layer there.
+    let again = src.ok(&["push", &base]);
+    assert!(!again.contains(": Pushed"), "{again}");
+    let id = |root: &Root| -> String {
+        let v: serde_json::Value = serde_json::from_str(&root.ok(&["inspect", &base])).unwrap();
+        v[0]["Id"].as_str().unwrap().to_owned()
+    };
 
     // Without --pull the stored base is used (and the step is cached)...
     let report = build(&dst, ctx.path(), &["-t", "app"]);
@@ -352,12 +368,13 @@ fn bases_come_from_a_local_registry_and_pull_re_resolves_their_tag() {
     let report = build(&dst, ctx.path(), &["-t", "app", "--pull"]);
     assert_eq!(count(&report, "run_executed"), 1, "{report}");
     assert_eq!(run(&dst, &["app", "cat", "/seen"]), "v2\n");
+    assert_eq!(id(&dst), id(&src), "the image id survives the push");
 }
 
 #[test]
 fn steps_that_change_nothing_add_history_but_no_layer() {
-    let root = root();
-    let ctx = context(&[(
+    let root = busybox_root();
+    let ctx = context_with(&[(
         "Dockerfile",
         "FROM busybox\nRUN true\nWORKDIR /tmp\nRUN echo x > /x\nENV A=1\n",
     )]);
@@ -381,14 +398,14 @@ fn steps_that_change_nothing_add_history_but_no_layer() {
 
 #[test]
 fn run_mounts_bind_context_files_keyed_by_content_and_leave_nothing_behind() {
-    let root = root();
+    let root = busybox_root();
     let dockerfile = r#"
 FROM busybox
 RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /copied
 RUN --mount=type=cache,target=/cache echo $(( $(cat /cache/n 2>/dev/null || echo 0) + 1 )) > /cache/n && cp /cache/n /count
 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-listing
 "#;
-    let ctx = context(&[("Dockerfile", dockerfile), ("input.txt", "one\n")]);
+    let ctx = context_with(&[("Dockerfile", dockerfile), ("input.txt", "one\n")]);
     let first = build(&root, ctx.path(), &["-t", "m:1"]);
     assert_eq!(count(&first, "run_executed"), 3);
     assert_eq!(
@@ -412,14 +429,11 @@ RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs-
 
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        "FROM busybox\nRUN --mount=type=secret,id=token cat /run/secrets/token\n",
+        "FROM busybox\nRUN --mount=type=secret,id=token,required=true cat /run/secrets/token\n",
     )
     .unwrap();
     let (_, out) = try_build(&root, ctx.path(), &["-t", "m:3"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("type=secret is not supported yet"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("secret token not found"), "{stderr}");
 }

@@ -2,12 +2,12 @@
 //! [`Sys`] traits so its exact order is unit-tested with the recording fake:
 //!
 //! mounts private → rootfs (bind or overlay) → `/proc` (+ masked and read-only paths) →
-//! `/dev` → `/sys` → bound `/etc` files → `pivot_root` → old root detached → hostname →
+//! `/dev` → `/sys` → generated `/etc` files → `pivot_root` → old root detached → hostname →
 //! loopback; then, in the command's process: rlimits → capabilities → `no_new_privs` →
 //! groups/gid/uid → umask → cwd → every fd but stdio close-on-exec → exec.
 
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt, symlink};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use crate::rootfs::{read_in_root, resolve_in_root};
@@ -249,8 +249,13 @@ fn mount_dev<S: Sys>(
     Ok(())
 }
 
-fn bind_files<S: Sys>(sys: &S, root: &Path, spec: &InitSpec) -> Result<(), ContainerError> {
-    for (source, dest) in &spec.bind_files {
+/// The generated files (`/etc/hosts`...): each is written on the fresh `/dev` tmpfs
+/// (mounted just before, private to the sandbox), bound read-only onto its target and
+/// unlinked from `/dev` again — the bind mount keeps it. So a run writes nothing on the
+/// host's disk for them (no per-run temporary directory to create and delete), and
+/// nothing of them shows in `/dev` or reaches a layer.
+fn etc_files<S: Sys>(sys: &S, root: &Path, spec: &InitSpec) -> Result<(), ContainerError> {
+    for (i, (dest, content)) in spec.etc_files.iter().enumerate() {
         let target = resolve_in_root(root, Path::new(dest)).map_err(io_err("resolve", root))?;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
@@ -258,11 +263,20 @@ fn bind_files<S: Sys>(sys: &S, root: &Path, spec: &InitSpec) -> Result<(), Conta
         if std::fs::symlink_metadata(&target).is_err() {
             touch(&target)?;
         }
-        sys.mount(&Mount::bind(source, &target, false))?;
+        let source = root.join("dev").join(format!(".rbuild-etc-{i}"));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&source)
+            .and_then(|mut f| f.write_all(content.as_bytes()))
+            .map_err(io_err("write", &source))?;
+        sys.mount(&Mount::bind(&source, &target, false))?;
         sys.mount(&Mount::remount_readonly(
             &target,
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         ))?;
+        std::fs::remove_file(&source).map_err(io_err("remove", &source))?;
     }
     Ok(())
 }
@@ -413,7 +427,7 @@ pub fn setup_container<S: Sys>(sys: &S, spec: &InitSpec) -> Result<Credentials, 
         ))?;
     }
     mask_paths(sys, root, "sys/")?;
-    bind_files(sys, root, spec)?;
+    etc_files(sys, root, spec)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         extra_mount(sys, root, m, &spec.scratch.join(i.to_string()))?;
     }
@@ -519,7 +533,7 @@ mod tests {
             user: "app".into(),
             hostname: "box".into(),
             network,
-            bind_files: vec![("/tmp/h".into(), "/etc/hosts".into())],
+            etc_files: vec![("/etc/hosts".into(), "127.0.0.1\tlocalhost box\n".into())],
             slirp4netns: None,
             netns: None,
             mounts: vec![ExtraMount {
@@ -643,6 +657,16 @@ mod tests {
                 .flags
                 .contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY)
         );
+        // The generated /etc/hosts was written on /dev (a tmpfs in a real run) and
+        // unlinked after its bind mount, which keeps it.
+        let Call::Mount(bind) = &sys.calls()[15] else {
+            panic!("not a mount")
+        };
+        assert_eq!(
+            bind.source.as_deref(),
+            Some(&*root.join("dev/.rbuild-etc-0"))
+        );
+        assert!(!root.join("dev/.rbuild-etc-0").exists());
         // The working directory was created in the rootfs, not on the host.
         assert!(root.join("work/dir").is_dir());
     }

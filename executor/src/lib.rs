@@ -9,8 +9,9 @@
 //! The caller (possibly a multi-threaded tokio process) never forks with code of its own:
 //! [`Sandbox::run`] spawns a [`Helper`] — a program whose `main` is
 //! [`sandbox_init_main`] (the crate's `rbuild-sandbox-init`, or the `rbuild` binary with a
-//! hidden subcommand through [`Helper::current_exe`]) — with `std::process::Command`,
-//! whose only pre-exec work is a `dup2` of the spec socket onto fd 3. The fresh,
+//! hidden subcommand through [`Helper::current_exe`]) — with `posix_spawn` (a vfork: no
+//! copy of the caller's memory), its stdio and the spec socket (fd 3) as its only
+//! descriptors. The fresh,
 //! single-threaded helper forks PID 1 into a new pid namespace; PID 1 unshares the mount,
 //! UTS, IPC (and network) namespaces, builds the container ([`container`]), forks the
 //! command, forwards signals and reaps zombies. Started by a non-root user, PID 1 also

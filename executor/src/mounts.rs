@@ -253,6 +253,9 @@ pub struct AgentProxy {
     accept: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How long the accept loop sleeps when no connection is waiting.
+const ACCEPT_NAP: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl AgentProxy {
     /// Listens at `path` (owned by `uid:gid`, permissions `mode`) and forwards to the
     /// agent socket `agent`, which must accept connections now.
@@ -281,6 +284,9 @@ impl AgentProxy {
             .map_err(io_err("chown", path))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod", path))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("listen on", path))?;
         let stop = Arc::new(AtomicBool::new(false));
         let agent = agent.to_owned();
         let accept = std::thread::Builder::new()
@@ -288,15 +294,25 @@ impl AgentProxy {
             .spawn({
                 let stop = Arc::clone(&stop);
                 move || {
-                    for conn in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
+                    // Non-blocking accept with a short nap: the loop sees `stop` even when
+                    // the socket's path is gone and no connect can wake a blocked accept.
+                    while !stop.load(Ordering::SeqCst) {
+                        match listener.accept() {
+                            Ok((conn, _)) => {
+                                if stop.load(Ordering::SeqCst) {
+                                    break;
+                                }
+                                // Relayed connections block on their own threads.
+                                let _ = conn.set_nonblocking(false);
+                                if let Ok(upstream) = UnixStream::connect(&agent) {
+                                    relay(conn, upstream);
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                std::thread::sleep(ACCEPT_NAP);
+                            }
+                            Err(_) => std::thread::sleep(ACCEPT_NAP),
                         }
-                        let Ok(conn) = conn else { continue };
-                        let Ok(upstream) = UnixStream::connect(&agent) else {
-                            continue;
-                        };
-                        relay(conn, upstream);
                     }
                 }
             })
@@ -317,8 +333,6 @@ impl AgentProxy {
 impl Drop for AgentProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocked accept so it sees the flag.
-        let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -359,6 +373,36 @@ fn relay(a: UnixStream, b: UnixStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn agent_proxy_relays_and_stops_even_when_its_socket_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent_path = dir.path().join("agent.sock");
+        let agent = UnixListener::bind(&agent_path).unwrap();
+        // A toy agent: answers every connection with its first byte plus one.
+        std::thread::spawn(move || {
+            for conn in agent.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let mut b = [0u8; 1];
+                if conn.read_exact(&mut b).is_ok() {
+                    let _ = conn.write_all(&[b[0] + 1]);
+                }
+            }
+        });
+        let proxy_path = dir.path().join("proxy.sock");
+        let uid = std::fs::metadata(dir.path()).unwrap().uid();
+        let gid = std::fs::metadata(dir.path()).unwrap().gid();
+        let proxy = AgentProxy::start(&agent_path, &proxy_path, uid, gid, 0o600).unwrap();
+        let mut c = UnixStream::connect(proxy.path()).unwrap();
+        c.write_all(&[41]).unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], 42);
+        // Someone removed the socket: dropping the proxy must still return.
+        std::fs::remove_file(&proxy_path).unwrap();
+        drop(proxy);
+    }
 
     #[test]
     fn ids_map_to_safe_distinct_names() {

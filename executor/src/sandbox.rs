@@ -1,27 +1,28 @@
 //! The caller's side of the sandbox: start the helper, hand it the spec, stream its
 //! output to a callback, enforce cancel and timeout, and turn its report into a result.
 //!
-//! The caller may be a multi-threaded tokio process, so it never forks with a closure of
-//! its own: it spawns the helper with `std::process::Command`, whose only pre-exec work is
-//! a `dup2` of the spec socket to fd 3. The helper is exec'd through a read-only bind
+//! The caller may be a multi-threaded tokio process, so it never forks with code of its
+//! own: it starts the helper with `posix_spawn` ([`launch::spawn`]), passing stdio and the
+//! spec socket as fd 3, and then reads the helper's output and reports with one `poll`
+//! in the calling thread. The helper is exec'd through a read-only bind
 //! mount of its binary (or a sealed memfd copy) made once per [`Helper`], so nothing
 //! running in the sandbox can write to the binary on the host through `/proc/<pid>/exe`
 //! (the runc CVE-2019-5736 class).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::{self, BufRead, BufReader, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::init::{SPEC_FD, SPEC_FD_ENV};
@@ -286,43 +287,106 @@ pub struct Sandbox {
     helper: Helper,
 }
 
-enum Event {
-    Output(Stream, Vec<u8>),
-    Message(Message),
-    Eof,
+/// What the caller reads from a running sandbox.
+enum Source {
+    /// The helper's socket: one JSON report a line.
+    Messages(UnixStream),
+    Output(Stream, File),
 }
 
-fn pump(mut r: impl Read, stream: Stream, tx: &mpsc::Sender<Event>) {
+impl Source {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Source::Messages(s) => s.as_fd(),
+            Source::Output(_, f) => f.as_fd(),
+        }
+    }
+}
+
+/// Relays the sandbox's output to `output` and collects the first report, in the calling
+/// thread, from one `poll` over every source (no thread per stream: each costs a
+/// spawn, a join and a wake-up per chunk), until every source is at its end; calls
+/// `kill` once if `timeout` runs out first. Returns the report and whether it timed out.
+fn relay(
+    mut sources: Vec<Source>,
+    timeout: Option<Duration>,
+    started: Instant,
+    kill: impl Fn(),
+    output: &mut dyn FnMut(Stream, &[u8]),
+) -> (Option<Message>, bool) {
     let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if tx.send(Event::Output(stream, buf[..n].to_vec())).is_err() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    let _ = tx.send(Event::Eof);
-}
-
-fn pump_messages(sock: UnixStream, tx: &mpsc::Sender<Event>) {
-    for line in BufReader::new(sock).split(b'\n') {
-        let Ok(line) = line else { break };
-        let msg = parse_message(&line)
+    let mut lines: Vec<u8> = Vec::new();
+    let mut report = None;
+    let mut timed_out = false;
+    // The first report is the cause: an exec failure is followed by PID 1's report of
+    // the exit it caused.
+    let take = |line: &[u8], report: &mut Option<Message>| {
+        let msg = parse_message(line)
             .unwrap_or_else(|e| Message::SetupFailed(format!("bad report from sandbox: {e}")));
-        if tx.send(Event::Message(msg)).is_err() {
-            break;
+        report.get_or_insert(msg);
+    };
+    while !sources.is_empty() {
+        let wait = match timeout {
+            Some(t) if !timed_out => {
+                let left = t.saturating_sub(started.elapsed());
+                // Rounded up, so it never wakes just before the deadline and spins.
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+            _ => PollTimeout::NONE,
+        };
+        let mut fds: Vec<PollFd<'_>> = sources
+            .iter()
+            .map(|s| PollFd::new(s.fd(), PollFlags::POLLIN))
+            .collect();
+        let ready: Vec<bool> = match poll(&mut fds, wait) {
+            Ok(0) => {
+                timed_out = true;
+                kill();
+                continue;
+            }
+            Ok(_) => fds.iter().map(|f| f.any().unwrap_or(true)).collect(),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => {
+                // Cannot happen with valid descriptors; never leave a sandbox behind.
+                kill();
+                break;
+            }
+        };
+        drop(fds);
+        let mut ended = Vec::new();
+        for (i, source) in sources.iter_mut().enumerate().filter(|(i, _)| ready[*i]) {
+            let n = match source {
+                Source::Messages(s) => s.read(&mut buf),
+                Source::Output(_, f) => f.read(&mut buf),
+            };
+            match (n, &*source) {
+                (Ok(0), _) => ended.push(i),
+                (Ok(n), Source::Output(stream, _)) => output(*stream, &buf[..n]),
+                (Ok(n), Source::Messages(_)) => {
+                    lines.extend_from_slice(&buf[..n]);
+                    while let Some(end) = lines.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = lines.drain(..=end).collect();
+                        take(&line[..end], &mut report);
+                    }
+                }
+                (Err(e), _) if e.kind() == io::ErrorKind::Interrupted => {}
+                (Err(_), _) => ended.push(i),
+            }
+        }
+        for i in ended.into_iter().rev() {
+            sources.remove(i);
         }
     }
-    let _ = tx.send(Event::Eof);
+    if !lines.is_empty() {
+        take(&lines, &mut report);
+    }
+    (report, timed_out)
 }
 
-/// The generated files bind-mounted at `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`.
-fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, String)>> {
+/// The generated files bound at `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`, as
+/// `(path inside, content)`.
+fn etc_files(spec: &RunSpec) -> Vec<(String, String)> {
     let hosts = format!(
         "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
         h = spec.hostname
@@ -348,17 +412,22 @@ fn write_etc_files(dir: &Path, spec: &RunSpec) -> io::Result<Vec<(PathBuf, Strin
     } else {
         resolv
     };
-    let mut files = Vec::new();
-    for (name, content) in [
-        ("hosts", hosts),
-        ("resolv.conf", resolv),
-        ("hostname", format!("{}\n", spec.hostname)),
-    ] {
-        let p = dir.join(name);
-        std::fs::write(&p, content)?;
-        files.push((p, format!("/etc/{name}")));
-    }
-    Ok(files)
+    vec![
+        ("/etc/hosts".to_owned(), hosts),
+        ("/etc/resolv.conf".to_owned(), resolv),
+        ("/etc/hostname".to_owned(), format!("{}\n", spec.hostname)),
+    ]
+}
+
+/// Whether some mount needs a host directory of the run: a scratch dir (throwaway
+/// overlay uppers, the mount point of a secret's tmpfs) or an agent proxy's socket.
+fn needs_run_dir(mounts: &[ExtraMount]) -> bool {
+    mounts.iter().any(|m| {
+        matches!(
+            m.kind,
+            MountKind::BindDiscard { .. } | MountKind::Secret { .. } | MountKind::Ssh { .. }
+        )
+    })
 }
 
 /// The caller's subordinate ids, when it has some and the setuid mappers are installed
@@ -569,21 +638,29 @@ impl Sandbox {
             }
             _ => None,
         };
-        let files = tempfile::Builder::new()
-            .prefix("rbuild-run-")
-            .tempdir()
-            .map_err(SandboxError::Files)?;
-        let bind_files = write_etc_files(files.path(), spec).map_err(SandboxError::Files)?;
+        // Most runs need no host directory at all (creating and deleting one costs
+        // milliseconds on a busy ext4): only some extra mounts do.
+        let files = if needs_run_dir(&spec.mounts) {
+            let dir = tempfile::Builder::new()
+                .prefix("rbuild-run-")
+                .tempdir()
+                .map_err(SandboxError::Files)?;
+            Some(dir)
+        } else {
+            None
+        };
+        let etc_files = etc_files(spec);
         let targets: Vec<&str> = ["/proc", "/dev", "/sys"]
             .into_iter()
-            .chain(bind_files.iter().map(|(_, d)| d.as_str()))
+            .chain(etc_files.iter().map(|(d, _)| d.as_str()))
             .chain(spec.mounts.iter().map(|m| m.target.as_str()))
             .collect();
         let (stubs, _rootfs_lock) = lock_rootfs(&spec.rootfs, &targets)?;
         let parent_times = stub_parent_times(&stubs);
         let mut env = spec.env.clone();
         // Held until the run ends: the cache locks and the agent proxies.
-        let (mounts, _held) = resolve_mounts(&spec.mounts, files.path(), &mut env)?;
+        let run_dir = files.as_ref().map_or(Path::new(""), |d| d.path());
+        let (mounts, _held) = resolve_mounts(&spec.mounts, run_dir, &mut env)?;
         for (name, path) in &spec.secret_env {
             let value =
                 std::fs::read_to_string(path).map_err(|source| SandboxError::SecretEnv {
@@ -593,7 +670,10 @@ impl Sandbox {
                 })?;
             env.push(format!("{name}={value}"));
         }
-        let scratch = files.path().join("scratch");
+        let scratch = match &files {
+            Some(d) => d.path().join("scratch"),
+            None => PathBuf::new(),
+        };
         // Dropped (removed) after the run, when every process in it is gone.
         let cgroup = if spec.limits.is_empty() {
             None
@@ -608,7 +688,7 @@ impl Sandbox {
             user: spec.user.clone(),
             hostname: spec.hostname.clone(),
             network: spec.network,
-            bind_files,
+            etc_files,
             slirp4netns,
             netns,
             mounts,
@@ -638,36 +718,49 @@ impl Sandbox {
         output: &mut dyn FnMut(Stream, &[u8]),
     ) -> Result<ExitStatus, SandboxError> {
         let (ours, theirs) = UnixStream::pair().map_err(SandboxError::Spawn)?;
-        let mut cmd = Command::new(format!("/proc/self/fd/{}", self.helper.exe.as_raw_fd()));
-        cmd.arg0(&self.helper.program)
-            .args(&self.helper.args)
-            .env_clear()
-            .env(SPEC_FD_ENV, SPEC_FD.to_string())
-            .stdin(if stdin_inherit {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .stdout(if init.tty {
-                Stdio::inherit()
-            } else {
-                Stdio::piped()
-            })
-            .stderr(if init.tty {
-                Stdio::inherit()
-            } else {
-                Stdio::piped()
-            });
+        let null = if stdin_inherit {
+            None
+        } else {
+            Some(File::open("/dev/null").map_err(SandboxError::Spawn)?)
+        };
+        // With a terminal, PID 1 relays it on the caller's own stdout.
+        let (out, err) = if init.tty {
+            (None, None)
+        } else {
+            let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+            let out = nix::unistd::pipe2(cloexec).map_err(|e| SandboxError::Spawn(e.into()))?;
+            let err = nix::unistd::pipe2(cloexec).map_err(|e| SandboxError::Spawn(e.into()))?;
+            (Some(out), Some(err))
+        };
         let theirs = OwnedFd::from(theirs);
-        launch::inherit_fd(&mut cmd, &theirs, SPEC_FD);
-        let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
-        drop(theirs);
+        let mut fds = vec![(theirs.as_fd(), SPEC_FD)];
+        fds.extend(null.as_ref().map(|n| (n.as_fd(), 0)));
+        fds.extend(out.as_ref().map(|(_, w)| (w.as_fd(), 1)));
+        fds.extend(err.as_ref().map(|(_, w)| (w.as_fd(), 2)));
+        let mut argv = vec![self.helper.program.clone().into_os_string()];
+        argv.extend(self.helper.args.iter().cloned());
+        let env = [OsString::from(format!("{SPEC_FD_ENV}={SPEC_FD}"))];
+        let exe = PathBuf::from(format!("/proc/self/fd/{}", self.helper.exe.as_raw_fd()));
+        let pid = launch::spawn(&exe, &argv, &env, &fds).map_err(SandboxError::Spawn)?;
+        drop(fds);
+        drop((theirs, null));
+        // Only our ends stay open here, so their end of file is the helper's (and the
+        // sandbox's) end.
+        let mut sources = vec![Source::Messages(
+            ours.try_clone().map_err(SandboxError::Spawn)?,
+        )];
+        for (stream, pipe) in [(Stream::Stdout, out), (Stream::Stderr, err)] {
+            if let Some((r, w)) = pipe {
+                drop(w);
+                sources.push(Source::Output(stream, File::from(r)));
+            }
+        }
         // Until the child is waited for, its pid cannot be reused.
-        let id = match Pidfd::open(child.id()) {
+        let id = match Pidfd::open(pid.as_raw() as u32) {
             Ok(pidfd) => cancel.attach(pidfd),
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = launch::wait_child(pid);
                 return Err(SandboxError::Spawn(e));
             }
         };
@@ -675,60 +768,8 @@ impl Sandbox {
         // A helper that died early shows up below as a missing report.
         let _ = write_spec(&mut &ours, init);
 
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let reader = ours.try_clone().map_err(SandboxError::Spawn);
-        let mut report = None;
-        let mut timed_out = false;
-        std::thread::scope(|s| {
-            let (tx, rx) = mpsc::channel();
-            let mut sources = 0;
-            if let Some(out) = stdout {
-                let tx = tx.clone();
-                s.spawn(move || pump(out, Stream::Stdout, &tx));
-                sources += 1;
-            }
-            if let Some(err) = stderr {
-                let tx = tx.clone();
-                s.spawn(move || pump(err, Stream::Stderr, &tx));
-                sources += 1;
-            }
-            if let Ok(sock) = reader {
-                let tx = tx.clone();
-                s.spawn(move || pump_messages(sock, &tx));
-                sources += 1;
-            }
-            drop(tx);
-            while sources > 0 {
-                let event = match timeout {
-                    Some(t) if !timed_out => {
-                        match rx.recv_timeout(t.saturating_sub(started.elapsed())) {
-                            Ok(e) => e,
-                            Err(mpsc::RecvTimeoutError::Timeout) => {
-                                timed_out = true;
-                                cancel.kill(id);
-                                continue;
-                            }
-                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                    _ => match rx.recv() {
-                        Ok(e) => e,
-                        Err(_) => break,
-                    },
-                };
-                match event {
-                    Event::Output(stream, data) => output(stream, &data),
-                    // The first report is the cause: an exec failure is followed by
-                    // PID 1's report of the exit it caused.
-                    Event::Message(m) => {
-                        report.get_or_insert(m);
-                    }
-                    Event::Eof => sources -= 1,
-                }
-            }
-        });
-        let status = child.wait();
+        let (report, timed_out) = relay(sources, timeout, started, || cancel.kill(id), output);
+        let status = launch::wait_child(pid);
         cancel.detach(id);
         match report {
             Some(Message::Exited {
@@ -742,7 +783,9 @@ impl Sandbox {
             None if timed_out => Err(SandboxError::TimedOut(timeout.unwrap_or_default())),
             None if cancel.is_cancelled() => Err(SandboxError::Cancelled),
             None => Err(SandboxError::NoReport(match status {
-                Ok(s) => s.to_string(),
+                Ok(WaitStatus::Exited(_, code)) => format!("exit status: {code}"),
+                Ok(WaitStatus::Signaled(_, signal, _)) => format!("killed by {signal}"),
+                Ok(other) => format!("{other:?}"),
                 Err(e) => e.to_string(),
             })),
         }

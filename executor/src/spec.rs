@@ -134,8 +134,10 @@ pub struct InitSpec {
     pub user: String,
     pub hostname: String,
     pub network: Network,
-    /// Host files bind-mounted read-only at a path inside (`/etc/hosts`...).
-    pub bind_files: Vec<(PathBuf, String)>,
+    /// Generated files as `(path inside, content)` (`/etc/hosts`...): written by PID 1
+    /// on the sandbox's own `/dev` tmpfs and bound read-only at the path, so they never
+    /// touch the host's disk or a layer.
+    pub etc_files: Vec<(String, String)>,
     /// The slirp4netns binary, for [`Network::Sandbox`].
     pub slirp4netns: Option<PathBuf>,
     /// [`Network::Sandbox`] already served: PID 1 joins this network namespace (a
@@ -147,7 +149,8 @@ pub struct InitSpec {
     pub rootless: Option<(u32, u32)>,
     /// `cgroup.procs` files PID 1 joins before anything else (resource limits).
     pub cgroup_procs: Vec<PathBuf>,
-    /// A host directory for throwaway overlay uppers ([`MountKind::BindDiscard`]).
+    /// A host directory for throwaway overlay uppers ([`MountKind::BindDiscard`]) and
+    /// secret copies; empty when no mount needs one.
     pub scratch: PathBuf,
     pub rlimits: Vec<Rlimit>,
     /// Give the command a new pseudo-terminal of the sandbox's devpts as its stdio and
@@ -267,7 +270,7 @@ mod tests {
             user: "app:staff".into(),
             hostname: "h".into(),
             network: Network::Host,
-            bind_files: vec![("/tmp/hosts".into(), "/etc/hosts".into())],
+            etc_files: vec![("/etc/hosts".into(), "127.0.0.1\tlocalhost\n".into())],
             slirp4netns: None,
             netns: Some("/proc/1/fd/7".into()),
             mounts: vec![ExtraMount {

@@ -15,7 +15,10 @@ use std::sync::Mutex;
 use formats_support::dockerd::Dockerd;
 use formats_support::*;
 use rbuild_cache::{ContentStore, Digest};
-use rbuild_image::export::{ExportReport, Exporter, OutputError, OutputSpec, Progress};
+use rbuild_image::export::{
+    Destination, ExportReport, Exporter, Flavor, OutputError, OutputSpec, Progress, distributable,
+    save,
+};
 use rbuild_image::local::ImageStore;
 use rbuild_image::oci::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, ImageConfig, Index, Manifest,
@@ -122,8 +125,25 @@ fn layers() -> Vec<Vec<u8>> {
     vec![base, middle, top]
 }
 
+/// How a fixture image's layers are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// Gzip layers, OCI manifest (as pulled from a registry).
+    Gzip,
+    /// Uncompressed layers, OCI manifest.
+    OciTar,
+    /// Uncompressed layers, Docker manifest: what `rbuild build -t` stores.
+    DockerTar,
+}
+
 /// Stores the fixture image (gzip layers, OCI manifest) as `export-test:1`.
 fn fixture(store: &ImageStore) -> (Digest, Vec<Vec<u8>>) {
+    fixture_as(store, Stored::Gzip, "export-test:1")
+}
+
+/// Stores the fixture image with its layers as `stored` under `tag`. The config, and with it
+/// the image id, is the same whatever the layers' compression.
+fn fixture_as(store: &ImageStore, stored: Stored, tag: &str) -> (Digest, Vec<Vec<u8>>) {
     let layers = layers();
     let mut config: ImageConfig = config_for(&layers, "2024-05-06T07:08:09Z");
     config.architecture = rbuild_image::oci::host_platform().architecture;
@@ -137,26 +157,33 @@ fn fixture(store: &ImageStore) -> (Digest, Vec<Vec<u8>>) {
         ..RuntimeConfig::default()
     });
     let content = store.store().content();
+    let (layer_type, config_type) = match stored {
+        Stored::Gzip => (media::OCI_LAYER_GZIP, media::OCI_CONFIG),
+        Stored::OciTar => (media::OCI_LAYER_TAR, media::OCI_CONFIG),
+        Stored::DockerTar => (media::DOCKER_LAYER_TAR, media::DOCKER_CONFIG),
+    };
     let descriptors = layers
         .iter()
         .map(|l| {
-            let d = content.ingest(None, gzip(l).as_slice()).unwrap();
-            Descriptor::new(media::OCI_LAYER_GZIP, d.digest, d.size)
+            let blob = if stored == Stored::Gzip {
+                gzip(l)
+            } else {
+                l.clone()
+            };
+            let d = content.ingest(None, blob.as_slice()).unwrap();
+            Descriptor::new(layer_type, d.digest, d.size)
         })
         .collect();
     let config = canonical_json("config", &config).unwrap();
-    let manifest = Manifest::oci(
-        Descriptor::new(
-            media::OCI_CONFIG,
-            Digest::sha256_of(&config),
-            config.len() as u64,
-        ),
+    let mut manifest = Manifest::oci(
+        Descriptor::new(config_type, Digest::sha256_of(&config), config.len() as u64),
         descriptors,
     );
+    if stored == Stored::DockerTar {
+        manifest.media_type = Some(media::DOCKER_MANIFEST.to_owned());
+    }
     let manifest = canonical_json("manifest", &manifest).unwrap();
-    let recorded = store
-        .put_image(&manifest, &config, &["export-test:1".into()])
-        .unwrap();
+    let recorded = store.put_image(&manifest, &config, &[tag.into()]).unwrap();
     (recorded.manifest, layers)
 }
 
@@ -689,6 +716,107 @@ fn recompression_keeps_diff_ids_and_is_remembered() {
     );
 }
 
+/// Gzip layers from uncompressed ones: each blob starts with the gzip magic and unpacks to
+/// its diffID.
+fn assert_gzip_layers(blobs: &[Vec<u8>], diff_ids: &[Digest]) {
+    assert_eq!(blobs.len(), diff_ids.len());
+    for (blob, diff_id) in blobs.iter().zip(diff_ids) {
+        assert_eq!(&blob[..2], [0x1f, 0x8b]);
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(blob.as_slice()),
+            &mut plain,
+        )
+        .unwrap();
+        assert_eq!(Digest::sha256_of(&plain), *diff_id);
+    }
+}
+
+/// What `rbuild build -t` stores (uncompressed layers) leaves the store gzipped: layouts,
+/// archives and `save` convert, once (the blobs are remembered), while the local store and
+/// `compression=uncompressed` keep the layers as they are; the image id never changes.
+#[test]
+fn uncompressed_layers_leave_the_store_gzipped() {
+    let (dir, store) = new_store();
+    let (manifest, layers) = fixture_as(&store, Stored::OciTar, "plain:1");
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| Digest::sha256_of(l)).collect();
+    let id = store.resolve("plain:1").unwrap().id;
+
+    let layout = dir.path().join("oci/");
+    let report = export(
+        &store,
+        &manifest,
+        &format!("type=oci,dest={},name=plain:1", layout.display()),
+    );
+    assert_eq!(report.config, id);
+    assert_ne!(report.manifest.digest, manifest);
+    let (_, written) = layer_types(&layout);
+    assert!(
+        written
+            .layers
+            .iter()
+            .all(|l| l.media_type == media::OCI_LAYER_GZIP)
+    );
+    let blobs: Vec<Vec<u8>> = written
+        .layers
+        .iter()
+        .map(|l| fs::read(layout.join("blobs/sha256").join(l.digest.hex())).unwrap())
+        .collect();
+    assert_gzip_layers(&blobs, &diff_ids);
+    validate(&layout, "1");
+
+    let kept = export(&store, &manifest, "type=image,name=kept:1");
+    assert_eq!(kept.manifest.digest, manifest);
+    let plain = export(
+        &store,
+        &manifest,
+        &format!(
+            "type=oci,dest={}/u.tar,compression=uncompressed",
+            dir.path().display()
+        ),
+    );
+    assert_eq!(plain.manifest.digest, manifest);
+
+    // Pushes and `save` get the same variant.
+    let pushable = distributable(&store, &manifest, &|_: u64| {}).unwrap();
+    assert_eq!(pushable, report.manifest.digest);
+    let archive = dir.path().join("saved.tar");
+    save(
+        &store,
+        &["plain:1".into()],
+        Flavor::Docker,
+        &Destination::File(archive.clone()),
+    )
+    .unwrap();
+    let data = fs::read(&archive).unwrap();
+    let index = Index::from_slice(&tar_file(&data, "index.json").unwrap()).unwrap();
+    assert_eq!(index.manifests[0].digest, pushable);
+    let docker: serde_json::Value =
+        serde_json::from_slice(&tar_file(&data, "manifest.json").unwrap()).unwrap();
+    let saved: Vec<Vec<u8>> = docker[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| tar_file(&data, l.as_str().unwrap()).unwrap())
+        .collect();
+    assert_gzip_layers(&saved, &diff_ids);
+
+    // Converted once: with the uncompressed blobs gone, the variant is still made.
+    for layer in &store.read_manifest(&manifest).unwrap().layers {
+        assert!(store.store().content().delete(&layer.digest).unwrap());
+    }
+    assert_eq!(
+        distributable(&store, &manifest, &|_: u64| {}).unwrap(),
+        pushable
+    );
+    // Layers already compressed go as they are.
+    let (gzipped, _) = fixture(&store);
+    assert_eq!(
+        distributable(&store, &gzipped, &|_: u64| {}).unwrap(),
+        gzipped
+    );
+}
+
 #[test]
 fn docker_archives_load_and_run_in_docker() {
     let (dir, store) = new_store();
@@ -742,6 +870,29 @@ fn docker_archives_load_and_run_in_docker() {
             .collect();
         assert_eq!(diff_ids.split_whitespace().collect::<Vec<_>>(), want);
     }
+
+    // What `rbuild build -t` stores: uncompressed layers under Docker media types. The
+    // archive has them gzipped, and docker loads the same image.
+    let (built, _) = fixture_as(&store, Stored::DockerTar, "built:1");
+    let archive = dir.path().join("built.tar");
+    let report = export(
+        &store,
+        &built,
+        &format!("type=docker,dest={},name=built:1", archive.display()),
+    );
+    let written = store.read_manifest(&report.manifest.digest).unwrap();
+    assert_eq!(written.media_type(), media::DOCKER_MANIFEST);
+    assert!(
+        written
+            .layers
+            .iter()
+            .all(|l| l.media_type == media::DOCKER_LAYER_GZIP)
+    );
+    daemon.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let their_id = daemon.ok(&["image", "inspect", "--format", "{{.Id}}", "built:1"]);
+    assert_eq!(their_id.trim(), id.as_str());
+    let ran = daemon.ok(&["run", "--rm", "--network", "none", "built:1"]);
+    assert_eq!(ran.as_bytes(), [MOTD, b"new\n"].concat());
 }
 
 /// The engine may spawn a push on its runtime.
@@ -749,7 +900,7 @@ fn assert_send<T: Send>(_: &T) {}
 
 #[test]
 fn push_to_a_registry_and_skopeo_reads_it() {
-    let (_dir, store) = new_store();
+    let (dir, store) = new_store();
     let (manifest, _) = fixture(&store);
     let registry = TestRegistry::start().unwrap();
     let client = RegistryClient::anonymous(RegistryConfig::default()).unwrap();
@@ -816,6 +967,50 @@ fn push_to_a_registry_and_skopeo_reads_it() {
         );
         assert_eq!(Digest::sha256_of(raw.as_bytes()), report.manifest.digest);
     }
+
+    // An image stored uncompressed goes out gzipped under Docker media types, same id.
+    let (built, layers) = fixture_as(&store, Stored::DockerTar, "built:1");
+    let name = format!("{host}/export/built:1");
+    let spec = OutputSpec::parse(&format!("type=registry,name={name}")).unwrap();
+    let report = runtime
+        .block_on(Exporter::new(&store).push(&client, &built, &spec))
+        .unwrap();
+    assert_eq!(report.config, store.resolve("built:1").unwrap().id);
+    let raw = tool_ok(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
+    );
+    let m = Manifest::from_slice(raw.as_bytes()).unwrap();
+    assert_eq!(Digest::sha256_of(raw.as_bytes()), report.manifest.digest);
+    assert_eq!(m.media_type(), media::DOCKER_MANIFEST);
+    assert!(
+        m.layers
+            .iter()
+            .all(|l| l.media_type == media::DOCKER_LAYER_GZIP)
+    );
+    // skopeo copies it, checking every blob's digest.
+    let copied = dir.path().join("copied");
+    tool_ok(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{name}"),
+            &format!("dir:{}", copied.display()),
+        ],
+    );
+    let blobs: Vec<Vec<u8>> = m
+        .layers
+        .iter()
+        .map(|l| fs::read(copied.join(l.digest.hex())).unwrap())
+        .collect();
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| Digest::sha256_of(l)).collect();
+    assert_gzip_layers(&blobs, &diff_ids);
 
     // A push without any name is an error, and `export` refuses pushes.
     let bare = OutputSpec::parse("type=registry").unwrap();

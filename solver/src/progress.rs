@@ -14,7 +14,8 @@
 //! ```text
 //! vertex_cached
 //! | vertex_failed                       (cache key or lookup failed)
-//! | vertex_started (vertex_log | vertex_progress)* (vertex_done | vertex_failed)
+//! | vertex_started (vertex_log | vertex_progress | vertex_cache_miss)*
+//!   (vertex_done | vertex_failed)
 //! ```
 //!
 //! Task events, per [`TaskId`] (ids are unique in the process):
@@ -57,6 +58,9 @@ pub trait ProgressSink<K>: Send + Sync {
     /// Every call is an event for the renderer: report coarsely (every few hundred KiB,
     /// and once at the end), not per buffer.
     fn vertex_progress(&self, _key: &K, _current: u64, _total: Option<u64>) {}
+    /// Why the vertex missed the cache (`--explain`): the instruction and its reasons.
+    /// Only between `vertex_started` and its end.
+    fn vertex_cache_miss(&self, _key: &K, _reason: &str) {}
 }
 
 /// Identifies one [`Task`]; unique within the process.
@@ -173,6 +177,7 @@ pub enum Event<K> {
     Done(K, Duration),
     Failed(K, String),
     Progress(K, u64, Option<u64>),
+    CacheMiss(K, String),
 }
 
 impl<K> Event<K> {
@@ -183,7 +188,8 @@ impl<K> Event<K> {
             | Event::Log(k, _, _)
             | Event::Done(k, _)
             | Event::Failed(k, _)
-            | Event::Progress(k, _, _) => k,
+            | Event::Progress(k, _, _)
+            | Event::CacheMiss(k, _) => k,
         }
     }
 }
@@ -253,6 +259,9 @@ impl<K: Clone + Send + Sync> ProgressSink<K> for Recorder<K> {
     }
     fn vertex_progress(&self, key: &K, current: u64, total: Option<u64>) {
         self.push(Event::Progress(key.clone(), current, total));
+    }
+    fn vertex_cache_miss(&self, key: &K, reason: &str) {
+        self.push(Event::CacheMiss(key.clone(), reason.to_owned()));
     }
 }
 

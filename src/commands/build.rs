@@ -3,7 +3,7 @@
 //! steps and stores the image, then the `--output`/`--push` exporters. Progress goes
 //! through `crate::progress` (tty, plain, rawjson or quiet).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,7 +15,10 @@ use rbuild_graph::{Graph, Op, SourceOp};
 use rbuild_image::compress::Compression;
 use rbuild_image::export::{ExportReport, Exporter, OutputSpec};
 use rbuild_parser::ast::Span;
-use rbuild_solver::build::{BaseResolver, BuildError, BuildRequest, SandboxHelper};
+use rbuild_solver::build::{
+    BaseResolver, BuildError, BuildRequest, CacheImage, ExplainOptions, ExplainReport,
+    SandboxHelper, explain,
+};
 use rbuild_solver::context::{ignore_file_for, parse_ignore};
 use rbuild_solver::{CancelToken, Task};
 
@@ -26,6 +29,8 @@ use crate::diag::{Level, render};
 use crate::progress::{self, ProgressMode, StepInfo};
 
 pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    // The build's overlays must go away with the process, however it ends.
+    rbuild_executor::sys::private_mount_namespace();
     let mut s = DockerfileSettings::resolve(&args.dockerfile)?;
     let dockerfile = args
         .dockerfile
@@ -55,11 +60,14 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     if args.push {
         outputs.push(OutputSpec::parse("type=registry")?);
     }
-    // Layers are compressed once, as the first output wants them; other outputs convert.
+    // The store keeps built layers uncompressed, as docker and buildah do: compressing
+    // is the cost of an artifact or a push, not of a build. When an output will want them
+    // compressed, they are compressed once, as the first such output wants them (one pass
+    // instead of a tar and then a conversion); other outputs convert.
     let compression = outputs
         .iter()
-        .find_map(OutputSpec::target_compression)
-        .unwrap_or(Compression::DEFAULT_GZIP);
+        .find_map(OutputSpec::layer_compression)
+        .unwrap_or(Compression::None);
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => Some(
             v.trim()
@@ -68,6 +76,10 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         ),
         _ => None,
     };
+
+    // Held until the build ends: files of secrets taken from the environment.
+    let secrets = super::secrets::secrets(&args.secrets)?;
+    let ssh_agents = super::secrets::ssh_agents(&args.ssh)?;
 
     let images = super::store::open(root)?;
     let runtime = super::registry::runtime()?;
@@ -83,9 +95,11 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         Some(runtime.handle().clone()),
     ));
 
+    let mut arg_names = BTreeSet::new();
     let lowered = rbuild_frontend::check::parse(&s.source)
         .map_err(|e| (e.message, e.span))
         .and_then(|df| {
+            arg_names = declared_args(&df);
             rbuild_frontend::lower(&df, &s.options, &resolver)
                 .map_err(|e| (format!("{e:#}"), e.span()))
         });
@@ -133,6 +147,28 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
             )
         })
         .collect();
+    let no_cache_filter = stage_labels(&lowered.stages, &args.no_cache_filter)?;
+    // `type=registry` cache images are always asked of the registry.
+    let puller = BaseResolver::new(
+        images.clone(),
+        Some(client.clone()),
+        true,
+        Some(runtime.handle().clone()),
+    );
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|spec| cache_image(&images, &puller, &s.options.target_platform, spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let explain = ExplainOptions {
+        id: explain::build_id(
+            &absolute(&s.context),
+            &absolute(&dockerfile),
+            args.dockerfile.target.as_deref(),
+        ),
+        enabled: args.explain,
+        args: arg_names,
+    };
     let progress = progress::start(mode, steps, Box::new(std::io::stderr()))?;
     let cancel = CancelToken::new();
     let graph = lowered.graph.clone();
@@ -143,6 +179,9 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         store: images.store().clone(),
         tags: args.tags.clone(),
         no_cache: args.no_cache,
+        no_cache_filter,
+        cache_from,
+        explain: Some(explain),
         jobs: args.jobs.unwrap_or_else(rbuild_solver::default_jobs).max(1),
         // An explicit --jobs bounds every step; by default RUN steps get a pool of their
         // own.
@@ -165,6 +204,8 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
                 .collect(),
         )),
         cancel: cancel.clone(),
+        secrets: secrets.files.clone(),
+        ssh_agents,
     };
     let tags = args.tags.clone();
     let result = runtime.block_on(async {
@@ -180,6 +221,11 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         result
     });
     progress.finish(result.is_ok())?;
+    if let Ok((report, _)) = &result
+        && let Some(explained) = &report.explain
+    {
+        print_explanation(explained, mode);
+    }
     let (report, exported) = match result {
         Ok(r) => r,
         Err(Failure::Build(e)) => {
@@ -205,6 +251,144 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", report.image_id);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The names of the `ARG`s a Dockerfile declares (before and inside stages).
+fn declared_args(df: &rbuild_parser::ast::Dockerfile) -> BTreeSet<String> {
+    df.instructions
+        .iter()
+        .filter_map(|i| match &i.command {
+            rbuild_parser::ast::Command::Arg(decls) => Some(decls),
+            _ => None,
+        })
+        .flatten()
+        .map(|d| d.name.text.clone())
+        .collect()
+}
+
+/// A path made absolute (canonical when it exists), as text: part of the explain id.
+fn absolute(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_owned())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The vertex labels of the stages `--no-cache-filter` names (by name or index).
+fn stage_labels(
+    stages: &[rbuild_frontend::StageInfo],
+    names: &[String],
+) -> anyhow::Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let lower = name.to_ascii_lowercase();
+        let label = |s: &rbuild_frontend::StageInfo| {
+            s.name
+                .clone()
+                .unwrap_or_else(|| format!("stage-{}", s.index))
+        };
+        let stage = stages
+            .iter()
+            .find(|s| label(s) == lower)
+            .or_else(|| {
+                name.parse::<usize>()
+                    .ok()
+                    .and_then(|i| stages.iter().find(|s| s.index == i))
+            })
+            .ok_or_else(|| anyhow::anyhow!("--no-cache-filter: no stage named {name:?}"))?;
+        out.insert(label(stage));
+    }
+    Ok(out)
+}
+
+/// A `--cache-from` image: a local image name, or `type=registry,ref=NAME` (pulled, so the
+/// newest image of the tag is used).
+fn cache_image(
+    images: &rbuild_image::local::ImageStore,
+    resolver: &BaseResolver,
+    platform: &Platform,
+    spec: &str,
+) -> anyhow::Result<CacheImage> {
+    let name = if spec.starts_with("type=") {
+        let mut kind = "";
+        let mut reference = None;
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("type", v)) => kind = v,
+                Some(("ref", v)) => reference = Some(v),
+                _ => {}
+            }
+        }
+        if kind != "registry" {
+            anyhow::bail!(
+                "--cache-from {spec:?}: type={kind} is not supported (use a local image name or type=registry,ref=NAME)"
+            );
+        }
+        let reference = reference
+            .ok_or_else(|| anyhow::anyhow!("--cache-from {spec:?}: ref=NAME is missing"))?;
+        let parsed = rbuild_image::registry::Reference::parse(reference)
+            .with_context(|| format!("--cache-from {spec:?}"))?;
+        let base = resolver
+            .resolve(&parsed.to_string(), platform)
+            .with_context(|| format!("--cache-from {spec:?}: cannot pull {reference}"))?
+            .ok_or_else(|| anyhow::anyhow!("--cache-from {spec:?}: {reference} not found"))?;
+        format!("{}@{}", parsed.name(), base.digest)
+    } else {
+        spec.to_owned()
+    };
+    let image = images.resolve(&name).map_err(|e| match e {
+        rbuild_image::local::LocalError::NotFound(_) => anyhow::anyhow!(
+            "--cache-from {spec:?}: no such image in the local store (use type=registry,ref={spec} to pull it)"
+        ),
+        e => anyhow::anyhow!("--cache-from {spec:?}: {e}"),
+    })?;
+    Ok(CacheImage {
+        name: spec.to_owned(),
+        image,
+    })
+}
+
+/// The `--explain` summary after the progress display.
+fn print_explanation(report: &ExplainReport, mode: ProgressMode) {
+    if mode == ProgressMode::Quiet {
+        return;
+    }
+    let resolved = mode.resolve(
+        std::env::var(progress::ENV).ok().as_deref(),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    if matches!(resolved, Ok(ProgressMode::RawJson)) {
+        let line = serde_json::json!({
+            "event": "explain",
+            "earlier_build": report.earlier_build,
+            "misses": report.misses,
+        });
+        eprintln!("{line}");
+        return;
+    }
+    let mut out = String::new();
+    if !report.earlier_build {
+        let n = report.misses.len();
+        eprintln!(
+            "explain: no earlier build of this Dockerfile ({n} step{} ran)",
+            if n == 1 { "" } else { "s" }
+        );
+        return;
+    }
+    match report.misses.len() {
+        0 => out.push_str("explain: every step came from the cache\n"),
+        n => {
+            out.push_str(&format!(
+                "explain: {n} step{} missed the cache:\n",
+                if n == 1 { "" } else { "s" }
+            ));
+            for m in &report.misses {
+                out.push_str(&format!("  {}: {}\n", m.step, m.reasons.join("; ")));
+            }
+        }
+    }
+    eprint!("{out}");
 }
 
 /// Why a build ended without an image.

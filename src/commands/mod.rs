@@ -37,6 +37,7 @@ mod render;
 mod rmi;
 pub mod run;
 mod save;
+mod secrets;
 mod settings;
 mod store;
 mod tag;

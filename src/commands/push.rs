@@ -1,11 +1,12 @@
 //! `rbuild push`: upload a stored image (blobs the registry lacks, then the manifest by
-//! tag) and print the digest line `docker push` ends with. Uploads show byte progress on
+//! tag; layers stored uncompressed are gzipped first) and print the digest line `docker push` ends with. Uploads show byte progress on
 //! stderr when it is a terminal (or as `RBUILD_PROGRESS` says).
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use rbuild_image::export::distributable;
 use rbuild_image::registry::{BlobPush, Reference};
 
 use crate::cli::PushArgs;
@@ -17,6 +18,11 @@ pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let store = super::store::open(root)?;
     let image = store.resolve(&args.name)?;
     outln!("The push refers to repository [{}]", reference.name());
+    // Layers the store keeps uncompressed go out gzipped (converted once, remembered);
+    // the variant manifest is unreferenced until pushed, so prune stays out meanwhile.
+    let _gc = store.store().gc_guard()?;
+    let manifest_digest = distributable(&store, &image.manifest_digest, &|_: u64| {})?;
+    let manifest = store.read_manifest(&manifest_digest)?;
     let progress = progress::start(
         ProgressMode::for_transfers()?,
         Vec::new(),
@@ -30,7 +36,7 @@ pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
     ));
     let result = super::registry::runtime()?.block_on(client.push_image(
         &reference,
-        &image.manifest_digest,
+        &manifest_digest,
         &content,
         None,
     ));
@@ -41,7 +47,7 @@ pub fn run(root: Option<&Path>, args: &PushArgs) -> anyhow::Result<ExitCode> {
     progress.finish(result.is_ok())?;
     let result = result?;
     // Layers top first with how each got there, as docker prints them.
-    for layer in image.manifest.layers.iter().rev() {
+    for layer in manifest.layers.iter().rev() {
         let how = result
             .blobs
             .iter()

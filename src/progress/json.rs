@@ -6,8 +6,12 @@
 //! {"t_ms":0,"id":1,"kind":"step","digest":"sha256:…","name":"[build 1/3] FROM busybox","event":"cached"}
 //! {"t_ms":12,"id":2,"kind":"step",…,"event":"log","stream":"stdout","data":"hi\n"}
 //! {"t_ms":20,"id":3,"kind":"task","name":"exporting layers","event":"progress","current":5,"total":10}
+//! {"t_ms":21,"id":4,"kind":"step",…,"event":"cache_miss","reason":"COPY . /app — file a.txt content changed"}
 //! {"t_ms":900,"event":"finish","ok":true,"finished":3,"total":3}
 //! ```
+//!
+//! With `--explain`, `rbuild build` adds one line after `finish`:
+//! `{"event":"explain","earlier_build":true,"misses":[{"step":"[2/3] COPY . /app","reasons":[…]}]}`.
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -44,6 +48,8 @@ struct Line<'a> {
     duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -91,6 +97,7 @@ impl RawJson {
             total: None,
             duration_ms: None,
             error: None,
+            reason: None,
         };
         match ev {
             None => line.duration_ms = item.duration.map(ms),
@@ -123,6 +130,10 @@ impl RawJson {
                 line.event = "error";
                 line.duration_ms = item.duration.map(ms);
                 line.error = Some(error);
+            }
+            Some(Ev::CacheMiss(reason)) => {
+                line.event = "cache_miss";
+                line.reason = Some(reason);
             }
         }
         serde_json::to_writer(&mut self.out, &line)?;

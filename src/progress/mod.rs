@@ -218,6 +218,9 @@ impl ProgressSink<Digest> for Sink {
     fn vertex_progress(&self, key: &Digest, current: u64, total: Option<u64>) {
         self.send(ItemKey::Step(key.clone()), Ev::Bytes { current, total });
     }
+    fn vertex_cache_miss(&self, key: &Digest, reason: &str) {
+        self.send(ItemKey::Step(key.clone()), Ev::CacheMiss(reason.to_owned()));
+    }
 }
 
 impl TaskSink for Sink {

@@ -39,6 +39,8 @@ pub enum Ev {
     /// The solver's measured duration for a step; tasks are timed by the clock.
     Done(Option<Duration>),
     Failed(String),
+    /// Why the step missed the cache (`--explain`).
+    CacheMiss(String),
 }
 
 /// One event, stamped with the time since the build started.
@@ -103,6 +105,8 @@ pub enum Change {
     Done,
     Failed(String),
     Canceled,
+    /// Why the step missed the cache.
+    CacheMiss(String),
 }
 
 #[derive(Debug)]
@@ -210,6 +214,14 @@ impl Model {
                 item.duration = Some(msg.at.saturating_sub(item.started));
                 item.state = State::Failed(error.clone());
                 changes.push(Change::Failed(error));
+            }
+            Ev::CacheMiss(reason) => {
+                // Shown under the running step like its output.
+                if item.tail.len() == TAIL_LINES {
+                    item.tail.pop_front();
+                }
+                item.tail.push_back(format!("cache miss: {reason}"));
+                changes.push(Change::CacheMiss(reason));
             }
         }
         (i, changes)

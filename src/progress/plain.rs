@@ -1,7 +1,8 @@
 //! `--progress plain`: BuildKit's plain log for CI. Every line names its item (`#N`); an
 //! item's header (`#N name`) is printed when it is first reported and again, after a
 //! blank line, whenever another item wrote in between. Output lines carry the seconds
-//! since the item started (`#5 0.215 text`), a cache hit prints `#N CACHED`.
+//! since the item started (`#5 0.215 text`), a cache hit prints `#N CACHED`, and with
+//! `--explain` a step that runs says why first (`#N cache miss: COPY . /app — ...`).
 
 use std::io::{self, Write};
 use std::time::Duration;
@@ -122,6 +123,10 @@ impl Plain {
             Change::Canceled => {
                 self.header(i)?;
                 writeln!(self.out, "#{n} CANCELED")
+            }
+            Change::CacheMiss(reason) => {
+                self.header(i)?;
+                writeln!(self.out, "#{n} cache miss: {reason}")
             }
         }
     }

@@ -73,6 +73,7 @@ enum Step {
     Bytes(u8, u64, Option<u64>),
     Done(u8, u64),
     Fail(u8, &'static str),
+    Miss(u8, &'static str),
     Task(&'static str),
     TaskBytes(&'static str, u64, Option<u64>),
     TaskDone(&'static str),
@@ -102,6 +103,7 @@ fn play(mode: ProgressMode, events: &[(u64, Step)], end: u64, ok: bool) -> Strin
             Step::Bytes(n, cur, total) => sink.vertex_progress(&digest(*n), *cur, *total),
             Step::Done(n, ms) => sink.vertex_done(&digest(*n), Duration::from_millis(*ms)),
             Step::Fail(n, e) => sink.vertex_failed(&digest(*n), e),
+            Step::Miss(n, reason) => sink.vertex_cache_miss(&digest(*n), reason),
             Step::Task(name) => {
                 tasks.insert(*name, progress.task(name));
             }
@@ -364,6 +366,34 @@ fn rawjson_keeps_raw_bytes_and_task_progress() {
     assert_eq!(task["name"], "exporting layers");
     assert_eq!(task["total"], 40_000_000);
     assert_eq!(lines.last().unwrap()["ok"], true);
+}
+
+#[test]
+fn cache_misses_follow_the_step_header_and_are_rawjson_events() {
+    let events = vec![
+        (0, Step::Cached(0)),
+        (10, Step::Start(1)),
+        (10, Step::Miss(1, "COPY . /src — file a.c content changed")),
+        (50, Step::Done(1, 40)),
+    ];
+    let out = play(ProgressMode::Plain, &events, 60, true);
+    let want = "\
+#1 [base 1/2] FROM busybox
+#1 CACHED
+
+#2 [base 2/2] COPY . /src
+#2 cache miss: COPY . /src — file a.c content changed
+#2 DONE 0.0s
+";
+    assert_eq!(out, want);
+    let out = play(ProgressMode::RawJson, &events, 60, true);
+    let miss: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "cache_miss")
+        .unwrap();
+    assert_eq!(miss["id"], 2);
+    assert_eq!(miss["reason"], "COPY . /src — file a.c content changed");
 }
 
 #[test]

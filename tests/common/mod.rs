@@ -306,3 +306,21 @@ pub fn tool(name: &str, args: &[&str]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {name}: {e} (install it with scripts/deps.sh)"))
 }
+
+/// A build context in a temp dir with the given files (parents created).
+pub fn context_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir
+}
+
+/// A fresh store root with the busybox fixture imported as `busybox:latest`.
+pub fn busybox_root() -> Root {
+    let root = Root::new();
+    import_busybox(&root);
+    root
+}

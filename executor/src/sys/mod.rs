@@ -187,6 +187,27 @@ pub fn running_as_root() -> bool {
 
 pub mod xattr;
 
+/// Moves the calling process into a mount namespace of its own from which nothing
+/// propagates back (`unshare(CLONE_NEWNS)`, then `/` made recursively private), so
+/// the overlays it mounts go away with it even when it is killed with SIGKILL instead
+/// of staying mounted on the host. `unshare` moves only the calling thread: call it
+/// before any thread starts. Returns false without the privilege (rootless), when the
+/// mounts stay in the caller's namespace.
+pub fn private_mount_namespace() -> bool {
+    if nix::sched::unshare(CloneFlags::CLONE_NEWNS).is_err() {
+        return false;
+    }
+    // If this fails, mounts propagate to the host as they did without the namespace.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .is_ok()
+}
+
 /// Flushes the filesystem holding `path` to disk (`syncfs`).
 pub fn sync_filesystem(path: &Path) -> io::Result<()> {
     let dir = std::fs::File::open(path)?;

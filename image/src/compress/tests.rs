@@ -195,3 +195,115 @@ fn output_does_not_depend_on_write_sizes_or_flushes() {
         }
     }
 }
+
+/// Bytes from xorshift64: incompressible, reproducible.
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Decodes with the `gzip` tool (which checks CRC and ISIZE), or `None` if it is missing.
+fn gzip_tool_decode(blob: &[u8]) -> Option<Vec<u8>> {
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take().unwrap();
+    let blob = blob.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&blob));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "gzip -d failed");
+    Some(out.stdout)
+}
+
+#[test]
+fn incompressibility_is_told_by_the_histogram() {
+    use super::pgzip::incompressible;
+    assert!(incompressible(&random(128 * 1024, 7)));
+    assert!(incompressible(&random(5000, 9)));
+    assert!(!incompressible(&sample(128 * 1024)));
+    assert!(!incompressible(&vec![0u8; 128 * 1024]));
+    // An eighth of zeros is enough to compress the block.
+    let mut mixed = random(128 * 1024, 3);
+    mixed[..16 * 1024].fill(0);
+    assert!(!incompressible(&mixed));
+    // Short blocks are always compressed.
+    assert!(!incompressible(&random(4095, 5)));
+    assert!(!incompressible(&[]));
+}
+
+#[test]
+fn random_data_is_stored_at_its_own_size() {
+    let data = random(3 * 1024 * 1024 + 4321, 11);
+    let (blob, d) = run(&data, Compression::DEFAULT_GZIP, 2);
+    assert_eq!(decode_all(&blob), data);
+    assert_eq!(d.digest, Sha256Digest::of(&blob));
+    // 10 header + 8 trailer + 2 final block + 5 per stored block of at most 64 KiB.
+    let overhead = blob.len() - data.len();
+    assert!(
+        overhead <= 20 + 5 * (data.len() / 0xffff + 64),
+        "{overhead}"
+    );
+    if let Some(out) = gzip_tool_decode(&blob) {
+        assert_eq!(out, data);
+    }
+}
+
+/// Random, text and mixed inputs of awkward lengths, cut at many write sizes: every one
+/// decodes (by flate2 and by the gzip tool) to its input, with the same bytes at every
+/// thread count, and text stays compressed.
+#[test]
+fn mixed_inputs_roundtrip_and_are_deterministic() {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    for case in 0..8 {
+        // Runs of random and text bytes of random lengths, some shorter than a block,
+        // some longer, so blocks of every mixture occur.
+        let mut data = Vec::new();
+        let runs = 1 + next(5);
+        for r in 0..runs {
+            let len = next(260 * 1024);
+            if (case + r) % 2 == 0 {
+                data.extend(random(len, (case * 31 + r) as u64));
+            } else {
+                data.extend(sample(len));
+            }
+        }
+        let level = [1, 6, 9][case % 3];
+        let c = Compression::Gzip { level };
+        let (blob, d) = run(&data, c, 1 + case % 3);
+        assert_eq!(decode_all(&blob), data, "case {case}");
+        assert_eq!(d.diff_id, Sha256Digest::of(&data));
+        let (again, _) = run(&data, c, 4);
+        assert_eq!(
+            again, blob,
+            "case {case}: output depends on the thread count"
+        );
+        // Never more than stored blocks' framing over the input.
+        assert!(blob.len() <= data.len() + 20 + 5 * (data.len() / 0xffff + 64));
+        if case < 4
+            && let Some(out) = gzip_tool_decode(&blob)
+        {
+            assert_eq!(out, data, "case {case}: gzip -d");
+        }
+    }
+    let text = sample(2 * 1024 * 1024);
+    let (blob, _) = run(&text, Compression::DEFAULT_GZIP, 2);
+    assert!(blob.len() < text.len() / 2);
+}

@@ -27,9 +27,34 @@ const RECORD_PREFIX: &str = "export/layer-v1/";
 /// What a variant changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Variant {
+    /// `compression=`: every layer not in it is converted (every layer with `force`).
     pub compression: Option<Compression>,
+    /// Without `compression=`: what layers stored uncompressed become (the store keeps
+    /// built layers uncompressed; artifacts and pushes gzip them).
+    pub uncompressed: Option<Compression>,
     pub force: bool,
     pub oci_mediatypes: Option<bool>,
+}
+
+impl Variant {
+    /// What a push or a saved archive gets: uncompressed layers gzipped, nothing else
+    /// changed.
+    pub(crate) const DISTRIBUTABLE: Variant = Variant {
+        compression: None,
+        uncompressed: Some(Compression::DEFAULT_GZIP),
+        force: false,
+        oci_mediatypes: None,
+    };
+
+    /// The compression a layer stored as `kind` is converted to, if any.
+    fn target_for(&self, kind: LayerCompression) -> Option<Compression> {
+        match self.compression {
+            Some(t) => (self.force || kind != kind_of(t)).then_some(t),
+            None => self
+                .uncompressed
+                .filter(|u| kind == LayerCompression::None && kind_of(*u) != kind),
+        }
+    }
 }
 
 /// A converted layer as recorded in the database.
@@ -84,14 +109,27 @@ pub(crate) fn prepare(
         .into());
     }
     let source_oci = manifest.media_type() == media::OCI_MANIFEST;
-    let target = variant.compression;
+    // Per layer: its stored compression, and what it is converted to (foreign layers never
+    // are: their blobs live elsewhere).
+    let plan = manifest
+        .layers
+        .iter()
+        .map(|l| {
+            let kind = media::layer_compression(&l.media_type)
+                .ok_or_else(|| OutputError::UnknownLayer(l.media_type.clone()))?;
+            let to = if media::is_foreign_layer(&l.media_type) {
+                None
+            } else {
+                variant.target_for(kind)
+            };
+            Ok((kind, to))
+        })
+        .collect::<Result<Vec<_>, OutputError>>()?;
     // Zstd has no Docker media type: a zstd export is OCI unless told otherwise.
-    let zstd = matches!(target, Some(Compression::Zstd { .. }))
-        || (target.is_none()
-            && manifest
-                .layers
-                .iter()
-                .any(|l| media::layer_compression(&l.media_type) == Some(LayerCompression::Zstd)));
+    let zstd = matches!(variant.compression, Some(Compression::Zstd { .. }))
+        || plan
+            .iter()
+            .any(|(kind, to)| to.map_or(*kind, kind_of) == LayerCompression::Zstd);
     let oci = match variant.oci_mediatypes {
         Some(false) if zstd => return Err(OutputError::ZstdDockerMediaTypes),
         Some(explicit) => explicit,
@@ -99,27 +137,21 @@ pub(crate) fn prepare(
     };
 
     let total: u64 = manifest.layers.iter().map(|l| l.size).sum();
-    let needs_layers = target.is_some_and(|t| {
-        manifest.layers.iter().any(|l| {
-            media::layer_compression(&l.media_type)
-                .is_some_and(|k| variant.force || k != kind_of(t))
-        })
-    });
+    let needs_layers = plan.iter().any(|(_, to)| to.is_some());
     if needs_layers {
         progress.start("converting layers", Some(total));
     }
     let mut layers = Vec::with_capacity(manifest.layers.len());
-    for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-        let Some(kind) = media::layer_compression(&layer.media_type) else {
-            return Err(OutputError::UnknownLayer(layer.media_type.clone()));
-        };
+    for ((layer, diff_id), (kind, to)) in manifest
+        .layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .zip(plan)
+    {
         let foreign = media::is_foreign_layer(&layer.media_type);
-        let (blob, kind) = match target {
-            Some(t) if !foreign && (variant.force || kind != kind_of(t)) => {
-                let blob = converted(store, layer, diff_id, t, progress)?;
-                (blob, kind_of(t))
-            }
-            _ => {
+        let (blob, kind) = match to {
+            Some(t) => (converted(store, layer, diff_id, t, progress)?, kind_of(t)),
+            None => {
                 if needs_layers {
                     progress.advance(layer.size);
                 }

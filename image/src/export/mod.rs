@@ -305,6 +305,7 @@ impl<'a> Exporter<'a> {
             manifest,
             convert::Variant {
                 compression: spec.target_compression(),
+                uncompressed: spec.layer_compression(),
                 force: spec.force_compression,
                 oci_mediatypes: spec.oci_mediatypes,
             },
@@ -402,15 +403,39 @@ impl<'a> Exporter<'a> {
     }
 }
 
+/// The manifest to push or save for a stored image: its layers as stored, except that
+/// layers the store keeps uncompressed are gzipped (registries and `docker load` users
+/// expect gzip, and the store keeps built layers uncompressed). Converted blobs are
+/// remembered, so a second push or save converts nothing; the config and with it the
+/// image id never change.
+///
+/// The returned manifest may be a variant that nothing references yet: hold the store's
+/// GC guard until it has been used.
+pub fn distributable(
+    store: &ImageStore,
+    manifest: &Digest,
+    progress: &dyn Progress,
+) -> Result<Digest, OutputError> {
+    convert::prepare(store, manifest, convert::Variant::DISTRIBUTABLE, progress)
+}
+
 /// `rbuild save`: the images `names` select (see [`crate::layout::plan`]) as one docker
-/// archive or OCI layout, to a file (atomically), a directory or stdout.
+/// archive or OCI layout, to a file (atomically), a directory or stdout, with uncompressed
+/// layers gzipped (see [`distributable`]).
 pub fn save(
     store: &ImageStore,
     names: &[String],
     flavor: Flavor,
     dest: &Destination,
 ) -> Result<(), OutputError> {
-    let images = plan(store, names)?;
+    let _gc = store.store().gc_guard()?;
+    let mut images = plan(store, names)?;
+    for image in &mut images {
+        let manifest = distributable(store, &image.manifest.digest, &no_progress)?;
+        if manifest != image.manifest.digest {
+            *image = image_for(store, &manifest, &image.names)?;
+        }
+    }
     write_layout_to(store, &images, flavor, dest, &no_progress)
 }
 

@@ -275,6 +275,27 @@ impl OutputSpec {
         !matches!(self.kind, OutputKind::Local(_) | OutputKind::Tar(_))
     }
 
+    /// Whether this output carries the image off the store (a layout, an archive, a push):
+    /// layers stored uncompressed are then gzipped unless `compression=` says otherwise, as
+    /// buildx compresses with gzip by default. `type=image` without `push` keeps the stored
+    /// layers, like `-t`.
+    pub fn compresses_by_default(&self) -> bool {
+        matches!(
+            self.kind,
+            OutputKind::Oci(_) | OutputKind::Docker(_) | OutputKind::Image { push: true }
+        )
+    }
+
+    /// The compression this output gives a layer stored uncompressed: `compression=`, else
+    /// gzip for outputs that [compress by default](Self::compresses_by_default), else none
+    /// (`None`: the layer stays as it is).
+    pub fn layer_compression(&self) -> Option<Compression> {
+        self.target_compression().or_else(|| {
+            self.compresses_by_default()
+                .then_some(Compression::DEFAULT_GZIP)
+        })
+    }
+
     /// The compression to convert layers to, if any was asked for: the kind with its level
     /// (`compression-level`, else the kind's default).
     pub fn target_compression(&self) -> Option<Compression> {
@@ -578,6 +599,24 @@ mod tests {
             Some(Compression::None)
         );
         assert_eq!(parse("type=oci,dest=x").target_compression(), None);
+        // Artifacts gzip what the store keeps uncompressed; the local store keeps it.
+        for (output, want) in [
+            ("type=oci,dest=x", Some(Compression::DEFAULT_GZIP)),
+            ("type=docker,dest=x", Some(Compression::DEFAULT_GZIP)),
+            ("type=registry,name=a", Some(Compression::DEFAULT_GZIP)),
+            ("type=image,name=a", None),
+            (
+                "type=image,name=a,compression=zstd",
+                Some(Compression::DEFAULT_ZSTD),
+            ),
+            (
+                "type=oci,dest=x,compression=uncompressed",
+                Some(Compression::None),
+            ),
+            ("type=tar,dest=x", None),
+        ] {
+            assert_eq!(parse(output).layer_compression(), want, "{output}");
+        }
         assert_eq!(
             err("type=oci,dest=x,compression=lz4"),
             ParseError::Compression("lz4".into())

@@ -36,6 +36,10 @@ pub enum StepError {
     File(#[from] crate::fileop::FileOpError),
     #[error("{0} is not supported yet")]
     Unsupported(String),
+    #[error("secret {0} not found (pass it with --secret id={0},src=FILE)")]
+    SecretNotFound(String),
+    #[error("no SSH agent {0} forwarded (pass one with --ssh {0}=SOCKET)")]
+    SshNotFound(String),
     #[error("build context {0:?} is not known (only the main context is supported)")]
     UnknownContext(String),
     #[error("vertex {0} is not in the graph")]
@@ -50,6 +54,8 @@ pub enum StepError {
     },
     #[error("cache index")]
     Meta(#[source] rbuild_cache::MetaError),
+    #[error("--cache-from")]
+    CacheFrom(#[source] Box<super::cache_from::CacheFromError>),
     #[error(transparent)]
     Blocking(#[from] BlockingError),
     #[error("cancelled")]

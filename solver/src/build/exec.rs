@@ -12,6 +12,7 @@ use rbuild_executor::{
 };
 use rbuild_graph::{Digest, ExecOp, MountKind, NetworkMode, SecurityMode};
 
+use super::cache_seed::seed_cache_dir;
 use super::error::StepError;
 use super::fs::{Fs, Layer};
 use super::ops::{Env, committed, layers_of, new_snapshot_key};
@@ -75,10 +76,44 @@ fn process_env(e: &ExecOp) -> Vec<String> {
     env
 }
 
-/// Extra mounts of the run; views opened for stage inputs are returned to be kept alive.
-fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<(Vec<ExtraMount>, Vec<View>), StepError> {
-    let mut out = Vec::new();
-    let mut views = Vec::new();
+/// The directory of mount input `input`: the context's root, or a read-only view of a
+/// stage (kept open in `views` for the run).
+fn input_root(
+    env: &Env,
+    inputs: &[Fs],
+    input: usize,
+    views: &mut Vec<View>,
+) -> Result<PathBuf, StepError> {
+    let fs = inputs
+        .get(input)
+        .ok_or_else(|| StepError::Unsupported(format!("mount input {input}")))?;
+    if let Some(c) = fs.as_context() {
+        return Ok(c.root.clone());
+    }
+    let parents = committed(&env.snapshotter, layers_of(fs)?)?;
+    let view = env
+        .snapshotter
+        .view(&new_snapshot_key("mount"), &parents)
+        .map_err(StepError::Snapshot)?;
+    let p = view.path().to_owned();
+    views.push(view);
+    Ok(p)
+}
+
+/// What the run's mounts become in the sandbox.
+#[derive(Debug, Default)]
+struct RunMounts {
+    mounts: Vec<ExtraMount>,
+    /// Views opened for stage inputs, kept alive until the run ends.
+    views: Vec<View>,
+    /// Secrets given as environment variables: (name, host file).
+    secret_env: Vec<(String, PathBuf)>,
+}
+
+/// Extra mounts of the run. A secret or SSH agent the build was not given is an error
+/// when the mount is `required`, else the mount is left out (as BuildKit does).
+fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<RunMounts, StepError> {
+    let mut out = RunMounts::default();
     for m in &e.mounts {
         let kind = match &m.kind {
             MountKind::Bind {
@@ -86,22 +121,7 @@ fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<(Vec<ExtraMount>, Vec<
                 source,
                 readonly,
             } => {
-                let fs = inputs
-                    .get(*input)
-                    .ok_or_else(|| StepError::Unsupported(format!("mount input {input}")))?;
-                let root: PathBuf = match fs.as_context() {
-                    Some(c) => c.root.clone(),
-                    None => {
-                        let parents = committed(&env.snapshotter, layers_of(fs)?)?;
-                        let view = env
-                            .snapshotter
-                            .view(&new_snapshot_key("mount"), &parents)
-                            .map_err(StepError::Snapshot)?;
-                        let p = view.path().to_owned();
-                        views.push(view);
-                        p
-                    }
-                };
+                let root = input_root(env, inputs, *input, &mut out.views)?;
                 let source = resolve_in_root(&root, source, true)?;
                 if *readonly {
                     SandboxMount::Bind {
@@ -115,18 +135,42 @@ fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<(Vec<ExtraMount>, Vec<
             MountKind::Tmpfs { size } => SandboxMount::Tmpfs { size: *size },
             MountKind::Cache {
                 id,
-                input,
+                input: Some(input),
+                source,
+                readonly,
+                ..
+            } => {
+                // Seeded from a stage: the seed's snapshots are part of the cache's name.
+                let mut name = format!("{id}\0from");
+                match inputs.get(*input).and_then(Fs::as_layers) {
+                    Some(layers) => {
+                        for l in layers {
+                            name.push('\0');
+                            name.push_str(&l.snapshot);
+                        }
+                    }
+                    None => return Err(StepError::ContextAsLayers),
+                }
+                let root = input_root(env, inputs, *input, &mut out.views)?;
+                let seed = resolve_in_root(&root, source, true)?;
+                let dir = env
+                    .cache_mounts
+                    .join(&rbuild_cache::Digest::sha256_of(name.as_bytes()).hex()[..32]);
+                seed_cache_dir(&dir, &seed)?;
+                SandboxMount::Bind {
+                    source: dir,
+                    readonly: *readonly,
+                }
+            }
+            MountKind::Cache {
+                id,
+                input: None,
                 readonly,
                 uid,
                 gid,
                 mode,
                 ..
             } => {
-                if input.is_some() {
-                    return Err(StepError::Unsupported(
-                        "RUN --mount=type=cache with from=".into(),
-                    ));
-                }
                 let dir = env
                     .cache_mounts
                     .join(&rbuild_cache::Digest::sha256_of(id.as_bytes()).hex()[..32]);
@@ -150,19 +194,63 @@ fn mounts(env: &Env, e: &ExecOp, inputs: &[Fs]) -> Result<(Vec<ExtraMount>, Vec<
                     readonly: *readonly,
                 }
             }
-            MountKind::Secret { .. } => {
-                return Err(StepError::Unsupported("RUN --mount=type=secret".into()));
+            MountKind::Secret {
+                id,
+                path,
+                env: var,
+                required,
+                uid,
+                gid,
+                mode,
+            } => {
+                let Some(source) = env.secrets.get(id) else {
+                    if *required {
+                        return Err(StepError::SecretNotFound(id.clone()));
+                    }
+                    continue;
+                };
+                if let Some(var) = var {
+                    out.secret_env.push((var.clone(), source.clone()));
+                }
+                let Some(path) = path else { continue };
+                out.mounts.push(ExtraMount {
+                    target: path.clone(),
+                    kind: SandboxMount::Secret {
+                        source: source.clone(),
+                        uid: *uid,
+                        gid: *gid,
+                        mode: *mode,
+                    },
+                });
+                continue;
             }
-            MountKind::Ssh { .. } => {
-                return Err(StepError::Unsupported("RUN --mount=type=ssh".into()));
+            MountKind::Ssh {
+                id,
+                required,
+                uid,
+                gid,
+                mode,
+            } => {
+                let Some(agent) = env.ssh_agents.get(id) else {
+                    if *required {
+                        return Err(StepError::SshNotFound(id.clone()));
+                    }
+                    continue;
+                };
+                SandboxMount::Ssh {
+                    agent: agent.clone(),
+                    uid: *uid,
+                    gid: *gid,
+                    mode: *mode,
+                }
             }
         };
-        out.push(ExtraMount {
+        out.mounts.push(ExtraMount {
             target: m.target.clone(),
             kind,
         });
     }
-    Ok((out, views))
+    Ok(out)
 }
 
 pub async fn run(
@@ -177,7 +265,11 @@ pub async fn run(
     let base = inputs.first().ok_or(StepError::ContextAsLayers)?;
     let parent_layers = layers_of(base)?.to_vec();
     let parents = committed(&env.snapshotter, &parent_layers)?;
-    let (extra, views) = mounts(env, e, &inputs)?;
+    let RunMounts {
+        mounts: extra,
+        views,
+        secret_env,
+    } = mounts(env, e, &inputs)?;
     let key = new_snapshot_key("run");
     let active = env
         .snapshotter
@@ -199,6 +291,7 @@ pub async fn run(
         NetworkMode::Host => Network::Host,
     };
     spec.mounts = extra;
+    spec.secret_env = secret_env;
 
     let handle = CancelHandle::new();
     let watcher = {

@@ -175,11 +175,20 @@ pub async fn load(
     };
     let images2 = images.clone();
     let snap = snapshotter.clone();
-    let image2 = image.clone();
-    let unpacked = tokio::task::spawn_blocking(move || unpack::unpack(&images2, &snap, &image2))
+    let layers = tokio::task::spawn_blocking(move || image_layers(&images2, &snap, &image))
         .await
         .map_err(|_| ImageError::NotLocal(name.clone()))??;
-    let layers = unpacked
+    Ok(Fs::layers(layers))
+}
+
+/// The layers of a stored image, unpacked into snapshots where needed. Blocks.
+pub fn image_layers(
+    images: &ImageStore,
+    snapshotter: &Snapshotter,
+    image: &Image,
+) -> Result<Vec<Layer>, ImageError> {
+    let unpacked = unpack::unpack(images, snapshotter, image)?;
+    Ok(unpacked
         .layers
         .iter()
         .zip(&image.manifest.layers)
@@ -193,8 +202,7 @@ pub async fn load(
                 diff_id: diff_id.clone(),
             }),
         })
-        .collect();
-    Ok(Fs::layers(layers))
+        .collect())
 }
 
 #[cfg(test)]

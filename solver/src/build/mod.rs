@@ -7,9 +7,16 @@
 //! - [`image`]: base images for the front end and for `FROM` vertices.
 //! - [`export`]: layers → blobs → config, manifest and tags.
 //! - `file`: file operations through [`crate::fileop`] on a fresh snapshot.
+//! - [`explain`] and `explainer`: what made each key, remembered per Dockerfile, and why
+//!   a step missed the cache (`--explain`); `--no-cache-filter` bypasses.
+//! - [`cache_from`]: steps reused from the layers of existing images (`--cache-from`).
 
+pub mod cache_from;
+mod cache_seed;
 mod error;
 mod exec;
+pub mod explain;
+mod explainer;
 pub mod export;
 mod file;
 mod fs;
@@ -19,6 +26,7 @@ pub mod record;
 mod store_cache;
 mod stubs;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,7 +40,9 @@ use rbuild_image::registry::RegistryClient;
 use rbuild_image::unpack;
 use serde::Serialize;
 
+pub use cache_from::CacheImage;
 pub use error::{BuildError, StepError};
+pub use explainer::{CacheMiss, ExplainOptions};
 pub use export::{ExportError, ExportOptions, Exported};
 pub use fs::{ContextDir, Fs, Layer, LayerBlob};
 pub use image::{BaseImage, BaseResolver, ImageError};
@@ -61,6 +71,13 @@ pub struct BuildRequest {
     pub tags: Vec<String>,
     /// Reuse nothing (results are still recorded).
     pub no_cache: bool,
+    /// Stage labels (`build`, `stage-1`) whose steps, and every step after them, are not
+    /// reused (`--no-cache-filter`).
+    pub no_cache_filter: BTreeSet<String>,
+    /// Images whose layers may be reused for the target stage (`--cache-from`).
+    pub cache_from: Vec<CacheImage>,
+    /// Record what made each key under a build id; with `enabled`, report why steps miss.
+    pub explain: Option<ExplainOptions>,
     /// Steps run at once (with `run_jobs`: steps other than `RUN`).
     pub jobs: usize,
     /// A limit of its own for `RUN` steps, which mostly wait on their sandboxed process
@@ -76,6 +93,11 @@ pub struct BuildRequest {
     pub helper: SandboxHelper,
     pub progress: Arc<dyn ProgressSink<Digest>>,
     pub cancel: CancelToken,
+    /// `RUN --mount=type=secret` sources (`--secret`): id → host file. They are read
+    /// only by the sandbox and never enter a cache key, a layer or the history.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `RUN --mount=type=ssh` agents (`--ssh`): id → host agent socket.
+    pub ssh_agents: BTreeMap<String, PathBuf>,
 }
 
 impl std::fmt::Debug for BuildRequest {
@@ -120,6 +142,20 @@ pub struct BuildReport {
     pub context_cache_hits: u64,
     /// Layers diffed and compressed at export.
     pub layers_exported: usize,
+    /// Steps taken from `--cache-from` images.
+    pub cache_from_hits: usize,
+    /// Why steps missed the cache (`--explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainReport>,
+}
+
+/// What `--explain` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainReport {
+    /// Whether an earlier build of the same Dockerfile was recorded.
+    pub earlier_build: bool,
+    /// Steps that ran, with why, in the order they started.
+    pub misses: Vec<CacheMiss>,
 }
 
 /// `RUN` steps at once when the user sets no `--jobs`: a sandboxed process waiting on a
@@ -166,6 +202,32 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
     let dag = crate::load::load_graph(&req.graph).map_err(BuildError::Graph)?;
     let target = req.graph.target().cloned().ok_or(BuildError::NoTarget)?;
     let images = ImageStore::new(req.store.clone());
+    let bypass = Arc::new(explainer::Bypass::new(
+        req.no_cache,
+        req.no_cache_filter.clone(),
+    ));
+    let explainer = match req.explain.clone() {
+        Some(opts) => Some(Arc::new(
+            explainer::Explainer::load(
+                opts,
+                req.store.meta().clone(),
+                req.graph.vertices(),
+                ops::op_bytes,
+            )
+            .map_err(|e| BuildError::Cache(Box::new(e)))?,
+        )),
+        None => None,
+    };
+    let cache_from = (!req.cache_from.is_empty()).then(|| {
+        Arc::new(cache_from::CacheFrom::plan(
+            &req.graph,
+            &req.config,
+            req.cache_from.clone(),
+            images.clone(),
+            snapshotter.clone(),
+            req.source_date_epoch,
+        ))
+    });
     let (default_network, netpool) = default_network();
     let env = Arc::new(ops::Env {
         vertices: req
@@ -183,13 +245,20 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         default_network,
         netpool,
         cache_mounts,
+        secrets: req.secrets,
+        ssh_agents: req.ssh_agents,
         counters: ops::Counters::default(),
+        bypass: bypass.clone(),
+        cache_from: cache_from.clone(),
+        explainer: explainer.clone(),
+        progress: ops::Progress(req.progress.clone()),
     });
-    let cache = Arc::new(StoreCache::new(
-        req.store.meta().clone(),
-        snapshotter.clone(),
-        !req.no_cache,
-    ));
+    let mut cache = StoreCache::new(req.store.meta().clone(), snapshotter.clone(), !req.no_cache)
+        .with_bypass(bypass);
+    if let Some(c) = &cache_from {
+        cache = cache.with_cache_from(c.clone());
+    }
+    let cache = Arc::new(cache);
     let solver = Solver::new(ops::OpExecutor { env: env.clone() })
         .with_cache(cache.clone())
         .with_progress(req.progress)
@@ -197,6 +266,13 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         .with_wait_jobs(req.run_jobs)
         .with_cancel_token(req.cancel.clone());
     let solved = solver.solve(&dag, std::slice::from_ref(&target)).await;
+    // The keys of a complete build become the record the next `--explain` compares with.
+    if solved.is_ok()
+        && let Some(x) = &explainer
+    {
+        let (puts, removals) = x.finish(req.graph.vertices());
+        cache.stage_writes(puts, removals);
+    }
     // Whatever happened, what finished and the checksums learnt so far save work next
     // time.
     let flushed = {
@@ -267,6 +343,14 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         context_files_hashed: stats.files_hashed,
         context_cache_hits: stats.cache_hits,
         layers_exported: exported.layers_computed,
+        cache_from_hits: cache.cache_from_hits(),
+        explain: explainer
+            .as_ref()
+            .filter(|x| x.enabled())
+            .map(|x| ExplainReport {
+                earlier_build: x.has_baseline(),
+                misses: x.misses(),
+            }),
     })
 }
 

@@ -13,11 +13,14 @@ use rbuild_image::local::ImageStore;
 use rbuild_image::registry::RegistryClient;
 
 use super::SandboxHelper;
+use super::cache_from::CacheFrom;
 use super::error::StepError;
+use super::explainer::{Bypass, Explainer, miss_line};
 use super::fs::{Fs, Layer};
 use crate::blocking::blocking;
 use crate::cache::CacheKey;
-use crate::context::{Matcher, MetaCache, checksum_selection};
+use crate::context::{Matcher, MetaCache, checksum_selection_listed};
+use crate::progress::ProgressSink;
 use crate::scheduler::{ExecContext, Executor, JobClass};
 
 /// Version of the cache-key parts written here; bump when their meaning changes.
@@ -48,7 +51,28 @@ pub struct Env {
     pub netpool: Option<NetPool>,
     /// Where `RUN --mount=type=cache` directories live.
     pub cache_mounts: PathBuf,
+    /// `RUN --mount=type=secret` sources: id → host file. Never part of a cache key.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `RUN --mount=type=ssh` agents: id → host agent socket.
+    pub ssh_agents: BTreeMap<String, PathBuf>,
     pub counters: Counters,
+    /// Keys not reused in this build (`--no-cache`, `--no-cache-filter`).
+    pub bypass: Arc<Bypass>,
+    /// Steps that `--cache-from` images may hold.
+    pub cache_from: Option<Arc<CacheFrom>>,
+    /// Records what made each key; says why steps miss (`--explain`).
+    pub explainer: Option<Arc<Explainer>>,
+    pub progress: Progress,
+}
+
+/// The build's progress sink, where explanations go.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn ProgressSink<Digest>>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// The sandbox of a build, or how to make it.
@@ -129,23 +153,33 @@ impl Env {
         }
     }
 
-    /// Checksum of the context files `paths` select, as a key part.
+    /// Checksum of the context files `paths` select, as a key part (`blake3:<hex>`). The
+    /// explainer keeps the listing of a selection it has not recorded yet.
     async fn context_checksum(
         &self,
         ignore: Matcher,
         paths: Vec<String>,
-    ) -> Result<Vec<u8>, StepError> {
+    ) -> Result<String, StepError> {
         let root = self.context_root.clone();
         let cache = self.metacache.clone();
-        let sum = blocking(move || checksum_selection(&root, &paths, &ignore, Some(&cache)))
-            .await?
-            .map_err(StepError::Checksum)?;
-        Ok(sum.to_digest_string().into_bytes())
+        let explainer = self.explainer.clone();
+        blocking(move || {
+            let (sum, listing) = checksum_selection_listed(&root, &paths, &ignore, Some(&cache))
+                .map_err(StepError::Checksum)?;
+            let digest = sum.to_digest_string();
+            if let Some(x) = explainer
+                && x.wants_listing(&digest)
+            {
+                x.keep_listing(digest.clone(), listing.entries());
+            }
+            Ok(digest)
+        })
+        .await?
     }
 }
 
 /// The op as it enters a key: without proxy settings (which never change a result).
-fn op_bytes(op: &Op) -> Vec<u8> {
+pub(super) fn op_bytes(op: &Op) -> Vec<u8> {
     let op = match op {
         Op::Exec(e) if !e.proxy_env.is_empty() => {
             let mut e = e.clone();
@@ -170,6 +204,16 @@ impl Executor<Digest, Op> for OpExecutor {
         ctx: ExecContext<Digest>,
     ) -> Result<Fs, StepError> {
         let env = &self.env;
+        // Only a step about to run missed the cache; the context is never cached.
+        if let Some(x) = env.explainer.as_ref().filter(|x| x.enabled())
+            && !matches!(op, Op::Source(SourceOp::Context(_) | SourceOp::Scratch))
+        {
+            let vertex = env.vertex(key)?;
+            let reasons = x.explain(vertex, &env.vertices, &env.bypass);
+            env.progress
+                .0
+                .vertex_cache_miss(key, &miss_line(vertex, &reasons));
+        }
         match op {
             Op::Source(SourceOp::Scratch) => Ok(Fs::layers(Vec::new())),
             Op::Source(SourceOp::Image(img)) => {
@@ -194,8 +238,20 @@ impl Executor<Digest, Op> for OpExecutor {
                 Ok(out)
             }
             Op::File(f) => {
+                let parent = inputs.first().cloned();
                 let out = super::file::run(env, f, inputs, &ctx).await?;
                 env.counters.file_executed.fetch_add(1, Ordering::Relaxed);
+                // A copy that made a `--cache-from` image's layer: that layer stands
+                // for it, so the steps after it can be taken from the image too.
+                if let (Some(c), Some(parent), FileOp::Copy(_)) = (&env.cache_from, parent, f) {
+                    let (c, vertex, made) = (c.clone(), key.clone(), out.clone());
+                    if let Some(same) = blocking(move || c.verify(&vertex, &parent, &made))
+                        .await?
+                        .map_err(|e| StepError::CacheFrom(Box::new(e)))?
+                    {
+                        return Ok(same);
+                    }
+                }
                 Ok(out)
             }
             Op::Merge(_) => {
@@ -215,7 +271,9 @@ impl Executor<Digest, Op> for OpExecutor {
         inputs: &[CacheKey],
     ) -> Result<Option<CacheKey>, StepError> {
         let env = &self.env;
-        let mut parts: Vec<Vec<u8>> = vec![KEY_VERSION.to_vec(), op_bytes(op)];
+        let parts: Vec<Vec<u8>> = vec![KEY_VERSION.to_vec(), op_bytes(op)];
+        // Digests of the context selections, also key parts (after the op).
+        let mut context: Vec<String> = Vec::new();
         match op {
             // An unresolved tag could name anything tomorrow; downloads are not cached yet.
             Op::Source(SourceOp::Image(i)) if i.digest.is_none() => return Ok(None),
@@ -232,7 +290,7 @@ impl Executor<Digest, Op> for OpExecutor {
                         continue;
                     };
                     if let Some(ignore) = env.context_of(d)? {
-                        parts.push(env.context_checksum(ignore, paths).await?);
+                        context.push(env.context_checksum(ignore, paths).await?);
                     }
                 }
             }
@@ -243,14 +301,28 @@ impl Executor<Digest, Op> for OpExecutor {
                         && let Some(d) = vertex.inputs.get(*input)
                         && let Some(ignore) = env.context_of(d)?
                     {
-                        parts.push(env.context_checksum(ignore, vec![source.clone()]).await?);
+                        context.push(env.context_checksum(ignore, vec![source.clone()]).await?);
                     }
                 }
             }
             _ => {}
         }
-        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        Ok(Some(CacheKey::derive(&refs, inputs)))
+        let refs: Vec<&[u8]> = parts
+            .iter()
+            .map(Vec::as_slice)
+            .chain(context.iter().map(String::as_bytes))
+            .collect();
+        let cache_key = CacheKey::derive(&refs, inputs);
+        if let Ok(vertex) = env.vertex(key) {
+            env.bypass.note(vertex, &cache_key, inputs);
+            if let Some(x) = &env.explainer {
+                x.note_step(vertex, &parts[1], &cache_key, inputs, context);
+            }
+        }
+        if let Some(c) = &env.cache_from {
+            c.note(key, &cache_key);
+        }
+        Ok(Some(cache_key))
     }
 
     /// A `RUN` waits on its sandboxed process; the rest (copies, hashing, unpacking

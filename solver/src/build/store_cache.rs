@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use rbuild_cache::Meta;
 use rbuild_executor::snapshot::{SnapshotError, Snapshotter};
 
+use super::cache_from::CacheFrom;
 use super::error::StepError;
+use super::explainer::Bypass;
 use super::fs::Fs;
 use super::record::{STEP_PREFIX, StepRecord, step_key};
 use crate::blocking::blocking;
@@ -30,6 +32,14 @@ pub struct StoreCache {
     snapshotter: Arc<Snapshotter>,
     /// `false` for `--no-cache`: nothing is reused, results are still recorded.
     read: bool,
+    /// Keys never reused in this build (`--no-cache-filter`).
+    bypass: Arc<Bypass>,
+    /// Images whose layers may stand in for a missing result (`--cache-from`).
+    cache_from: Option<Arc<CacheFrom>>,
+    /// Other records written with the next flush: puts and removals (`--explain`).
+    extra: Arc<Mutex<(Records, Vec<Vec<u8>>)>>,
+    /// Results taken from `--cache-from` images.
+    from_images: Arc<std::sync::atomic::AtomicUsize>,
     /// Records not yet written (database key → record).
     pending: Arc<Mutex<Records>>,
     /// Built layers (no blob yet) the pending records name: synced by the next flush
@@ -56,11 +66,39 @@ impl StoreCache {
             meta,
             snapshotter,
             read,
+            bypass: Arc::default(),
+            cache_from: None,
+            extra: Arc::default(),
+            from_images: Arc::default(),
             pending: Arc::default(),
             pending_layers: Arc::default(),
             durable: Arc::default(),
             index: Arc::default(),
         }
+    }
+
+    /// Never reuses the keys `bypass` holds.
+    pub fn with_bypass(mut self, bypass: Arc<Bypass>) -> StoreCache {
+        self.bypass = bypass;
+        self
+    }
+
+    /// Falls back to the layers of these images on a miss.
+    pub fn with_cache_from(mut self, cache_from: Arc<CacheFrom>) -> StoreCache {
+        self.cache_from = Some(cache_from);
+        self
+    }
+
+    /// How many results came from `--cache-from` images.
+    pub fn cache_from_hits(&self) -> usize {
+        self.from_images.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes these records and removes those keys with the next flush.
+    pub fn stage_writes(&self, puts: Records, removals: Vec<Vec<u8>>) {
+        let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        extra.0.extend(puts);
+        extra.1.extend(removals);
     }
 
     /// The stored record of a database key, from the index read once per cache.
@@ -84,9 +122,12 @@ impl StoreCache {
     /// Makes the layers durable and writes every buffered record in one transaction.
     pub fn flush(&self) -> Result<(), StepError> {
         let batch = std::mem::take(&mut *self.pending());
-        if batch.is_empty() {
+        let (puts, removals) =
+            std::mem::take(&mut *self.extra.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() && puts.is_empty() && removals.is_empty() {
             return Ok(());
         }
+        // Only step records name layers that must be durable first.
         let layers: Vec<String> = {
             let taken = std::mem::take(&mut *lock(&self.pending_layers));
             let durable = lock(&self.durable);
@@ -100,8 +141,11 @@ impl StoreCache {
             .and_then(|()| {
                 self.meta
                     .write(|tx| {
-                        for (k, v) in &batch {
+                        for (k, v) in batch.iter().chain(&puts) {
                             tx.cache_put(k, v)?;
+                        }
+                        for k in &removals {
+                            tx.cache_remove(k)?;
                         }
                         Ok::<_, rbuild_cache::MetaError>(())
                     })
@@ -122,6 +166,8 @@ impl StoreCache {
             for (k, v) in batch {
                 pending.entry(k).or_insert(v);
             }
+            drop(pending);
+            self.stage_writes(puts, removals);
             lock(&self.pending_layers).extend(layers);
         } else {
             lock(&self.durable).extend(layers);
@@ -192,12 +238,31 @@ impl Cache<Fs> for StoreCache {
     type Error = StepError;
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Fs>, StepError> {
-        if !self.read {
+        if !self.read || self.bypass.contains(key) {
             return Ok(None);
         }
         let this = self.clone();
         let key = key.clone();
-        blocking(move || this.lookup(&key)).await?
+        blocking(move || {
+            if let Some(hit) = this.lookup(&key)? {
+                return Ok(Some(hit));
+            }
+            let Some(from) = &this.cache_from else {
+                return Ok(None);
+            };
+            let Some(hit) = from
+                .lookup(&key)
+                .map_err(|e| StepError::CacheFrom(Box::new(e)))?
+            else {
+                return Ok(None);
+            };
+            // Remembered like a built result: the next build finds it without the image.
+            this.record(&key, &hit)?;
+            this.from_images
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Some(hit))
+        })
+        .await?
     }
 
     async fn put(&self, key: &CacheKey, value: &Fs) -> Result<(), StepError> {

@@ -124,6 +124,17 @@ pub fn checksum_selection<S: AsRef<str>>(
     excludes: &Matcher,
     cache: Option<&MetaCache>,
 ) -> Result<Checksum, ChecksumError> {
+    checksum_selection_listed(root, sources, excludes, cache).map(|(sum, _)| sum)
+}
+
+/// [`checksum_selection`], also returning what it covered as a [`Listing`] (the encoded
+/// entries it hashed, kept rather than dropped: no extra reads or hashing).
+pub fn checksum_selection_listed<S: AsRef<str>>(
+    root: &Path,
+    sources: &[S],
+    excludes: &Matcher,
+    cache: Option<&MetaCache>,
+) -> Result<(Checksum, Listing), ChecksumError> {
     let root = std::fs::canonicalize(root).map_err(|source| ChecksumError::Root {
         path: root.to_owned(),
         source,
@@ -198,10 +209,127 @@ pub fn checksum_selection<S: AsRef<str>>(
     if let Some(c) = cache {
         c.count(stats.files_hashed, stats.bytes_read, stats.cache_hits);
     }
-    Ok(Checksum {
+    let sum = Checksum {
         digest: *hasher.finalize().as_bytes(),
         entries,
         stats,
+    };
+    Ok((sum, Listing { items, records }))
+}
+
+/// The entries one selection checksum covered, in hashing order; turned into
+/// [`ListedEntry`]s only when asked ([`Listing::entries`]), so keeping one is free.
+pub struct Listing {
+    items: Vec<Item>,
+    records: Vec<Option<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Listing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listing")
+            .field("items", &self.items.len())
+            .finish()
+    }
+}
+
+/// One selected entry as the checksum saw it: enough to say what changed between two
+/// selections (never a key: `data` and `xattrs` are truncated digests).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListedEntry {
+    /// Context path as the source names it (`src/main.rs`, `.` for the context root).
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: u32,
+    /// First 8 bytes of blake3 of the content (file), target (symlink) or device (other);
+    /// zero for a directory.
+    pub data: u64,
+    /// First 8 bytes of the extended-attribute digest.
+    pub xattrs: u64,
+}
+
+/// The type of a [`ListedEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl EntryKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "directory",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Other => "special file",
+        }
+    }
+}
+
+impl Listing {
+    /// The selected entries, in hashing order (per source, per match, sorted paths). A
+    /// path selected by two sources appears twice.
+    pub fn entries(&self) -> Vec<ListedEntry> {
+        let mut out = Vec::with_capacity(self.records.len());
+        let mut matched: &[u8] = b"";
+        for (item, rec) in self.items.iter().zip(&self.records) {
+            match (item, rec) {
+                (Item::Marker(m), _) if m.first() == Some(&b'M') => matched = &m[9..],
+                (Item::Entry(e), Some(r)) => {
+                    if let Some(entry) = listed(matched, &e.rel, r) {
+                        out.push(entry);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Decodes one record made by `encode_entry` (`E`, path, kind, perm, payload, xattrs).
+fn listed(matched: &[u8], rel: &[u8], rec: &[u8]) -> Option<ListedEntry> {
+    let at = 1 + 8 + rel.len();
+    let kind = match *rec.get(at)? {
+        KIND_FILE => EntryKind::File,
+        KIND_DIR => EntryKind::Dir,
+        KIND_SYMLINK => EntryKind::Symlink,
+        _ => EntryKind::Other,
+    };
+    let mode = u32::from_le_bytes(rec.get(at + 1..at + 5)?.try_into().ok()?);
+    let rest = rec.get(at + 5..)?;
+    let split = rest.len().checked_sub(32)?;
+    let (payload, xattrs) = rest.split_at(split);
+    let first8 = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+    let data = match kind {
+        EntryKind::Dir => 0,
+        EntryKind::File => first8(payload.get(..32)?),
+        _ => first8(blake3::hash(payload).as_bytes()),
+    };
+    let mut path = matched.to_vec();
+    if path == b"." || path.is_empty() {
+        path.clear();
+    }
+    if !rel.is_empty() {
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(rel);
+    }
+    let path = if path.is_empty() {
+        ".".to_owned()
+    } else {
+        lossy(&path)
+    };
+    Some(ListedEntry {
+        path,
+        kind,
+        mode,
+        data,
+        xattrs: first8(xattrs),
     })
 }
 

@@ -12,7 +12,10 @@ pub mod glob;
 pub mod ignore;
 pub mod metacache;
 
-pub use checksum::{Checksum, ChecksumError, checksum_selection};
+pub use checksum::{
+    Checksum, ChecksumError, EntryKind, ListedEntry, Listing, checksum_selection,
+    checksum_selection_listed,
+};
 pub use glob::PatternError;
 pub use ignore::{AncestorHits, Matcher, ignore_file_for};
 pub use metacache::{CacheError, HashStats, MetaCache};
