@@ -14,7 +14,9 @@ use std::time::Duration;
 use rbuild_graph::Digest;
 use rbuild_solver::{LogStream, ProgressSink};
 
-/// Forwards to `inner`, turning cache hits of the `bases` into a start and a done.
+/// Forwards to `inner`, turning cache hits of the `bases` into a start and a done. Every
+/// [`ProgressSink`] method must be forwarded here: one left out keeps its default, empty
+/// body and its events are lost.
 pub struct BasesAsDone<S> {
     inner: Arc<S>,
     bases: BTreeSet<Digest>,
@@ -50,6 +52,9 @@ impl<S: ProgressSink<Digest>> ProgressSink<Digest> for BasesAsDone<S> {
     fn vertex_progress(&self, key: &Digest, current: u64, total: Option<u64>) {
         self.inner.vertex_progress(key, current, total);
     }
+    fn vertex_cache_miss(&self, key: &Digest, reason: &str) {
+        self.inner.vertex_cache_miss(key, reason);
+    }
 }
 
 #[cfg(test)]
@@ -65,13 +70,15 @@ mod tests {
         let sink = BasesAsDone::new(recorder.clone(), BTreeSet::from([base.clone()]));
         sink.vertex_cached(&base);
         sink.vertex_cached(&step);
+        sink.vertex_cache_miss(&step, "why");
         sink.vertex_started(&step);
         sink.vertex_done(&step, Duration::from_millis(5));
         let events = recorder.events();
         assert_eq!(events[0], Event::Started(base.clone()));
         assert!(matches!(&events[1], Event::Done(k, d) if *k == base && d.is_zero()));
         assert_eq!(events[2], Event::Cached(step.clone()));
-        assert_eq!(events[3], Event::Started(step.clone()));
-        assert_eq!(events.len(), 5);
+        assert_eq!(events[3], Event::CacheMiss(step.clone(), "why".into()));
+        assert_eq!(events[4], Event::Started(step.clone()));
+        assert_eq!(events.len(), 6);
     }
 }
