@@ -109,9 +109,21 @@ pub fn namespace_flags(network: Network) -> CloneFlags {
     flags
 }
 
-/// Moves PID 1 into its own namespaces (the first step of the setup).
-pub fn enter_namespaces<S: Sys>(sys: &S, network: Network) -> Result<(), ContainerError> {
-    Ok(sys.unshare(namespace_flags(network))?)
+/// Moves PID 1 into its own namespaces (the first step of the setup). With `pooled`, a
+/// pooled sandbox network is joined instead of making one: only the other namespaces are
+/// made, as for the host network.
+pub fn enter_namespaces<S: Sys>(
+    sys: &S,
+    network: Network,
+    pooled: Option<&Path>,
+) -> Result<(), ContainerError> {
+    match pooled {
+        Some(ns) => {
+            sys.join_network(ns)?;
+            Ok(sys.unshare(namespace_flags(Network::Host))?)
+        }
+        None => Ok(sys.unshare(namespace_flags(network))?),
+    }
 }
 
 /// A directory directly under the rootfs that we mount on: created if missing, refused
@@ -589,13 +601,29 @@ mod tests {
     }
 
     #[test]
+    fn a_pooled_network_is_joined_before_the_other_namespaces_are_made() {
+        let sys = RecordingSys::new();
+        let ns = Path::new("/proc/self/fd/7");
+        enter_namespaces(&sys, Network::Sandbox, Some(ns)).unwrap();
+        assert_eq!(
+            sys.calls(),
+            vec![
+                Call::JoinNetwork(ns.to_owned()),
+                Call::Unshare(
+                    CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn setup_and_exec_happen_in_order() {
         let dir = fixture();
         let root = dir.path();
         let r = root.display();
         let sys = RecordingSys::new();
         let spec = spec(root, Network::None);
-        enter_namespaces(&sys, spec.network).unwrap();
+        enter_namespaces(&sys, spec.network, None).unwrap();
         let creds = setup_container(&sys, &spec).unwrap();
         assert_eq!(creds.uid, 1000);
         let err = exec_command(&sys, &spec, &creds);

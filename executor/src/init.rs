@@ -24,7 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::container::{enter_namespaces, exec_command, setup_container};
-use crate::spec::{InitSpec, Message, Network, SubIds, read_spec, write_message};
+use crate::spec::{InitSpec, Message, SubIds, read_spec, write_message};
 use crate::sys::launch::{self, Forked};
 use crate::sys::{Process, RealSys, tty};
 
@@ -342,16 +342,8 @@ fn pid1(
         report(sock, &Message::SetupFailed(e.to_string()));
         return SETUP_FAILED;
     }
-    let entered = match &spec.netns {
-        // A pooled sandbox network: joined, so only the other namespaces are made (as
-        // for the host network, which makes no network namespace either).
-        Some(path) => crate::netpool::join(path)
-            .map_err(|e| format!("join sandbox network: {e}"))
-            .and_then(|()| enter_namespaces(&RealSys, Network::Host).map_err(|e| e.to_string())),
-        None => enter_namespaces(&RealSys, spec.network).map_err(|e| e.to_string()),
-    };
-    if let Err(e) = entered {
-        report(sock, &Message::SetupFailed(e));
+    if let Err(e) = enter_namespaces(&RealSys, spec.network, spec.netns.as_deref()) {
+        report(sock, &Message::SetupFailed(e.to_string()));
         return SETUP_FAILED;
     }
     let net_ready = match net {

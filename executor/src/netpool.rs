@@ -21,12 +21,10 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-
-use nix::sched::CloneFlags;
 
 use crate::sys::launch;
 
@@ -149,27 +147,10 @@ impl NetPool {
     }
 }
 
-/// A fresh network namespace, from a thread of its own that unshares it and ends.
-fn new_namespace() -> io::Result<OwnedFd> {
-    std::thread::spawn(|| {
-        nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
-        Ok(OwnedFd::from(File::open("/proc/thread-self/ns/net")?))
-    })
-    .join()
-    .map_err(|_| io::Error::other("network namespace thread panicked"))?
-}
-
-/// Joins the network namespace at `path` (PID 1 of a run, before its other namespaces).
-pub(crate) fn join(path: &Path) -> io::Result<()> {
-    let ns = File::open(path)?;
-    nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
-    Ok(())
-}
-
 /// A new namespace with slirp4netns configured in it (tap0, 10.0.2.100/24, its DNS
 /// forwarder at 10.0.2.3), ready when this returns.
 fn start(slirp4netns: &Path) -> io::Result<PooledNet> {
-    let ns = new_namespace()?;
+    let ns = crate::sys::new_network_namespace()?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut cmd = Command::new(slirp4netns);

@@ -22,6 +22,7 @@ pub enum Call {
     Unshare(CloneFlags),
     SetHostname(String),
     LoopbackUp,
+    JoinNetwork(PathBuf),
     DropCapabilities(Vec<Capability>),
     SetNoNewPrivs,
     SetGroups(Vec<u32>),
@@ -87,6 +88,9 @@ impl Namespaces for RecordingSys {
     }
     fn loopback_up(&self) -> Result<(), SysError> {
         self.record(Call::LoopbackUp)
+    }
+    fn join_network(&self, ns: &Path) -> Result<(), SysError> {
+        self.record(Call::JoinNetwork(ns.to_owned()))
     }
 }
 

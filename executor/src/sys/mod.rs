@@ -137,6 +137,8 @@ pub trait Namespaces {
     fn set_hostname(&self, name: &str) -> Result<(), SysError>;
     /// Brings the loopback interface of the current network namespace up.
     fn loopback_up(&self) -> Result<(), SysError>;
+    /// Joins the network namespace at `ns` (a pooled sandbox network, `setns`).
+    fn join_network(&self, ns: &Path) -> Result<(), SysError>;
 }
 
 /// A resource limit for [`Process::set_rlimit`].
@@ -186,6 +188,20 @@ pub fn running_as_root() -> bool {
 }
 
 pub mod xattr;
+
+/// A fresh network namespace, kept alive by the returned descriptor; made by a thread of
+/// its own that unshares it and ends (`unshare(CLONE_NEWNET)` moves only the calling
+/// thread, and the caller must stay in its own).
+pub fn new_network_namespace() -> io::Result<std::os::fd::OwnedFd> {
+    std::thread::spawn(|| {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+        Ok(std::os::fd::OwnedFd::from(std::fs::File::open(
+            "/proc/thread-self/ns/net",
+        )?))
+    })
+    .join()
+    .map_err(|_| io::Error::other("network namespace thread panicked"))?
+}
 
 /// Moves the calling process into a mount namespace of its own from which nothing
 /// propagates back (`unshare(CLONE_NEWNS)`, then `/` made recursively private), so

@@ -2,7 +2,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -255,6 +255,13 @@ impl Mounter for RealSys {
 }
 
 impl Namespaces for RealSys {
+    fn join_network(&self, ns: &Path) -> Result<(), SysError> {
+        let file =
+            std::fs::File::open(ns).map_err(|e| SysError::new("open network namespace", e))?;
+        nix::sched::setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| SysError::errno("join network namespace", e))
+    }
+
     fn unshare(&self, flags: CloneFlags) -> Result<(), SysError> {
         nix::sched::unshare(flags).map_err(|e| SysError::errno("unshare namespaces", e))
     }
