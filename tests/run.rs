@@ -597,6 +597,29 @@ fn stdin_only_with_i_and_limits_and_rm_accepted() {
     let out = f.run(&["--memory", "lots", "--network", "none", "bb", "true"]);
     assert_eq!(code(&out), 125);
     assert!(text(&out).1.contains("invalid size"), "{:?}", text(&out));
+
+    // The memory limit is enforced (cgroup v1 or v2, whichever holds the memory
+    // controller here): a shell that holds a 64 MiB string in a 16 MiB cgroup is
+    // OOM-killed (128 + SIGKILL), and the same shell with a 16 MiB string in 256 MiB lives.
+    let hog = |limit: &str, bytes: u32| {
+        f.run(&[
+            "--rm",
+            "--memory",
+            limit,
+            "--network",
+            "none",
+            "bb",
+            "sh",
+            "-c",
+            &format!("x=$(head -c {bytes} /dev/zero | tr '\\0' a); echo kept ${{#x}}"),
+        ])
+    };
+    let out = hog("16m", 64 << 20);
+    assert_eq!(code(&out), 137, "{:?}", text(&out));
+    assert!(!text(&out).0.contains("kept"), "{:?}", text(&out));
+    let out = hog("256m", 16 << 20);
+    assert_eq!(code(&out), 0, "{:?}", text(&out));
+    assert_eq!(text(&out).0, format!("kept {}\n", 16 << 20));
 }
 
 /// Waits (bounded) for `child` to end.

@@ -175,12 +175,25 @@ fn save_and_load_roundtrip() {
     assert_eq!(json["version"], 1);
     assert_eq!(json["entries"].as_object().unwrap().len(), 3);
 
-    let loaded = MetaCache::load(&state).unwrap();
+    let loaded = MetaCache::load(&state).unwrap().with_racy_window(WINDOW);
     assert_eq!(loaded.len(), 3);
     let second = run(&ctx, Some(&loaded));
     assert_eq!(second.digest, first.digest);
     assert_eq!(second.stats.bytes_read, 0);
     assert_eq!(second.stats.files_hashed, 0);
+    // Nothing learnt: nothing written back.
+    assert!(!loaded.save_if_changed(&state).unwrap());
+    // A changed file is learnt, and then written; pruning a deleted one also counts.
+    settle();
+    fs::write(ctx.join("a.txt"), "changed").unwrap();
+    settle();
+    run(&ctx, Some(&loaded));
+    assert!(loaded.save_if_changed(&state).unwrap());
+    assert!(!loaded.save_if_changed(&state).unwrap());
+    fs::remove_file(ctx.join("dir/sub/c.txt")).unwrap();
+    loaded.prune_stale();
+    assert!(loaded.save_if_changed(&state).unwrap());
+    assert_eq!(MetaCache::load(&state).unwrap().len(), 2);
 }
 
 #[test]

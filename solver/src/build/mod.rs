@@ -279,8 +279,12 @@ pub async fn build(req: BuildRequest) -> Result<BuildReport, BuildError> {
         let cache = cache.clone();
         tokio::task::spawn_blocking(move || cache.flush()).await
     };
-    metacache.prune_stale();
-    let _ = metacache.save(&meta_dir);
+    // Pruning stats every remembered file again: only worth it when this build hashed
+    // something (files changed); until then stale entries only cost a little space.
+    if metacache.stats().files_hashed > 0 {
+        metacache.prune_stale();
+    }
+    let _ = metacache.save_if_changed(&meta_dir);
     let solved = solved.map_err(|e| match e {
         SolveError::Vertex { key, source } => BuildError::Step {
             description: describe(&req.graph, &key),

@@ -14,7 +14,7 @@ use std::fs::{File, Metadata};
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -111,6 +111,9 @@ pub struct HashStats {
 #[derive(Debug)]
 pub struct MetaCache {
     entries: RwLock<BTreeMap<String, (FileKey, FileHashes)>>,
+    /// Whether an entry was added, replaced or dropped since the load: an unchanged
+    /// cache is not written back (a no-op rebuild then writes nothing).
+    changed: AtomicBool,
     racy_window: Duration,
     files_hashed: AtomicU64,
     bytes_read: AtomicU64,
@@ -121,6 +124,7 @@ impl Default for MetaCache {
     fn default() -> Self {
         MetaCache {
             entries: RwLock::new(BTreeMap::new()),
+            changed: AtomicBool::new(false),
             racy_window: DEFAULT_RACY_WINDOW,
             files_hashed: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
@@ -212,6 +216,17 @@ impl MetaCache {
         Ok(())
     }
 
+    /// [`MetaCache::save`] when an entry was added, replaced or dropped since the load;
+    /// returns whether it wrote.
+    pub fn save_if_changed(&self, dir: &Path) -> Result<bool, CacheError> {
+        if !self.changed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.save(dir)?;
+        self.changed.store(false, Ordering::Relaxed);
+        Ok(true)
+    }
+
     /// Number of remembered files.
     pub fn len(&self) -> usize {
         self.read().len()
@@ -224,9 +239,14 @@ impl MetaCache {
     /// Drops every entry whose path no longer has the remembered metadata (deleted or
     /// changed files), so the cache does not grow without bound.
     pub fn prune_stale(&self) {
-        self.write().retain(|path, (key, _)| {
+        let mut map = self.write();
+        let before = map.len();
+        map.retain(|path, (key, _)| {
             std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && FileKey::of(&m) == *key)
         });
+        if map.len() != before {
+            self.changed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Counters accumulated over every checksum run that used this cache.
@@ -247,7 +267,10 @@ impl MetaCache {
     }
 
     pub(crate) fn insert(&self, path: String, key: FileKey, hashes: FileHashes) {
-        self.write().insert(path, (key, hashes));
+        let entry = (key, hashes);
+        if self.write().insert(path, entry) != Some(entry) {
+            self.changed.store(true, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn count(&self, hashed: u64, bytes: u64, hits: u64) {
