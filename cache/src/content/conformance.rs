@@ -52,6 +52,29 @@ pub(super) fn writer_streams_in_chunks<S: ContentStore>(store: &S) {
     assert_eq!(read_all(store, &d.digest), blob);
 }
 
+pub(super) fn caller_hashed_writer_stores_and_checks_size<S: ContentStore>(store: &S) {
+    let blob = data(150_000, 4);
+    let mut w = store.writer_hashed_by_caller().unwrap();
+    for chunk in blob.chunks(9_999) {
+        w.write_all(chunk).unwrap();
+    }
+    assert_eq!(w.written(), blob.len() as u64);
+    let d = w.commit(Some(&Descriptor::of(&blob))).unwrap();
+    assert_eq!(d, Descriptor::of(&blob));
+    assert_eq!(read_all(store, &d.digest), blob);
+    assert_eq!(store.verify(&d.digest).unwrap(), d);
+    // A wrong size is refused and leaves nothing.
+    let other = data(5_000, 5);
+    let mut w = store.writer_hashed_by_caller().unwrap();
+    w.write_all(&other[..4_000]).unwrap();
+    let claimed = Descriptor::of(&other);
+    assert!(matches!(
+        w.commit(Some(&claimed)),
+        Err(ContentError::SizeMismatch { .. })
+    ));
+    assert!(!store.contains(&claimed.digest).unwrap());
+}
+
 pub(super) fn digest_mismatch_is_rejected_and_invisible<S: ContentStore>(store: &S) {
     let claimed = Descriptor::new(Digest::sha256_of(b"other!"), 6);
     let err = store.ingest(Some(&claimed), &b"actual"[..]).unwrap_err();
@@ -215,6 +238,7 @@ macro_rules! conformance_suite {
             conformance_suite!(@tests $make;
                 roundtrip,
                 writer_streams_in_chunks,
+                caller_hashed_writer_stores_and_checks_size,
                 digest_mismatch_is_rejected_and_invisible,
                 size_mismatch_is_rejected_and_invisible,
                 reingest_is_idempotent,

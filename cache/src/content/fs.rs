@@ -145,9 +145,16 @@ impl ContentStore for FsContentStore {
             .map_err(ContentError::io("create a temp file in", &dir))?;
         Ok(FsBlobWriter {
             file: BufWriter::with_capacity(WRITE_BUFFER, temp),
-            hasher: Hasher::new(),
+            hasher: Some(Hasher::new()),
+            written: 0,
             layout: self.layout.clone(),
         })
+    }
+
+    fn writer_hashed_by_caller(&self) -> Result<FsBlobWriter, ContentError> {
+        let mut w = self.writer()?;
+        w.hasher = None;
+        Ok(w)
     }
 
     fn delete(&self, digest: &Digest) -> Result<bool, ContentError> {
@@ -170,14 +177,19 @@ pub struct FsBlobWriter {
     // NamedTempFile deletes the file when dropped, which is how an abandoned ingest
     // cleans up after itself.
     file: BufWriter<NamedTempFile>,
-    hasher: Hasher,
+    /// `None` when the caller hashes ([`ContentStore::writer_hashed_by_caller`]).
+    hasher: Option<Hasher>,
+    written: u64,
     layout: Layout,
 }
 
 impl Write for FsBlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.written += n as u64;
         Ok(n)
     }
 
@@ -188,20 +200,27 @@ impl Write for FsBlobWriter {
 
 impl BlobWriter for FsBlobWriter {
     fn written(&self) -> u64 {
-        self.hasher.len()
+        self.written
     }
 
     fn commit_new(self, expected: Option<&Descriptor>) -> Result<(Descriptor, bool), ContentError> {
         let FsBlobWriter {
             file,
             hasher,
+            written,
             layout,
         } = self;
         let temp = file
             .into_inner()
             .map_err(|e| ContentError::Write(e.into_error()))?;
-        let size = hasher.len();
-        let actual = Descriptor::new(hasher.finish(), size);
+        let digest = match (hasher, expected) {
+            (Some(h), _) => h.finish(),
+            // The caller saw every byte written and hashed them: its digest names the
+            // blob; the size is still checked below.
+            (None, Some(want)) => want.digest.clone(),
+            (None, None) => return Err(ContentError::NoCallerDigest),
+        };
+        let actual = Descriptor::new(digest, written);
         verify(&actual, expected)?;
 
         let target = layout.blob_path(&actual.digest);
@@ -239,6 +258,15 @@ mod tests {
 
     fn ingest_dir_entries(store: &FsContentStore) -> usize {
         fs::read_dir(store.layout().ingest_dir()).unwrap().count()
+    }
+
+    #[test]
+    fn a_caller_hashed_blob_needs_the_callers_digest() {
+        let (store, _dir) = store();
+        let mut w = store.writer_hashed_by_caller().unwrap();
+        w.write_all(b"data").unwrap();
+        assert!(matches!(w.commit(None), Err(ContentError::NoCallerDigest)));
+        assert_eq!(ingest_dir_entries(&store), 0);
     }
 
     #[test]

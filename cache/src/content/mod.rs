@@ -34,6 +34,8 @@ pub enum ContentError {
         expected: u64,
         actual: u64,
     },
+    #[error("a blob hashed by its writer's caller needs the caller's digest to commit")]
+    NoCallerDigest,
     #[error("blob {digest} is larger than the expected {expected} bytes")]
     TooLarge { digest: Digest, expected: u64 },
     #[error("cannot read blob data")]
@@ -122,6 +124,15 @@ pub trait ContentStore: Send + Sync {
 
     /// Starts a streaming ingest.
     fn writer(&self) -> Result<Self::Writer, ContentError>;
+
+    /// Starts an ingest whose digest the caller computes itself from exactly the bytes it
+    /// writes (a layer's compressor already hashes them on threads of its own, so a second
+    /// sha256 on the writer's thread would only cost time). The commit must then be given
+    /// that digest ([`ContentError::NoCallerDigest`] otherwise) and still checks the size.
+    /// Backends that hash cheaply may ignore this and verify as [`ContentStore::writer`].
+    fn writer_hashed_by_caller(&self) -> Result<Self::Writer, ContentError> {
+        self.writer()
+    }
 
     /// Removes a blob; `Ok(false)` if it was not there.
     fn delete(&self, digest: &Digest) -> Result<bool, ContentError>;

@@ -135,7 +135,9 @@ fn compute_blob(
 ) -> Result<MadeBlob, ExportError> {
     let store = images.store();
     let committed = snapshotter.committed(snapshot)?;
-    let writer = store.content().writer()?;
+    // The compressor hashes every byte it hands the writer (diffID and blob digest, on
+    // threads of its own): the store takes its digest instead of hashing them again.
+    let writer = store.content().writer_hashed_by_caller()?;
     let cw = CompressWriter::new(writer, opts.compression)?;
     let diff_opts = DiffOptions {
         source_date_epoch: opts.source_date_epoch,
