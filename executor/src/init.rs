@@ -24,6 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::container::{enter_namespaces, exec_command, setup_container};
+use crate::slirp::Slirp;
 use crate::spec::{InitSpec, Message, SubIds, read_spec, write_message};
 use crate::sys::launch::{self, Forked};
 use crate::sys::{Process, RealSys, tty};
@@ -145,7 +146,7 @@ fn start(spec: &InitSpec, sock: &UnixStream) -> io::Result<i32> {
             let slirp = if spec.starts_slirp() {
                 let mut unshared = [0u8; 1];
                 let started = match std::fs::File::from(ns_r).read(&mut unshared) {
-                    Ok(1) => Slirp::start(spec, child),
+                    Ok(1) => start_slirp(spec, child),
                     _ => Err(io::Error::other("sandbox init ended early")),
                 };
                 match started {
@@ -205,68 +206,20 @@ fn write_id_maps(child: Pid, (uid, gid): (u32, u32), subids: Option<&SubIds>) ->
     std::fs::write(proc.join("gid_map"), format!("0 {gid} 1\n"))
 }
 
-/// slirp4netns serving the sandbox's network namespace from the host side: a tap device
-/// with NAT to the outside, and no route to the host's loopback.
-struct Slirp {
-    child: std::process::Child,
-    /// slirp4netns exits when this closes (also if the helper dies).
-    exit: OwnedFd,
-}
-
-impl Slirp {
-    fn start(spec: &InitSpec, target: Pid) -> io::Result<Self> {
-        let path = spec
-            .slirp4netns
-            .as_ref()
-            .ok_or_else(|| io::Error::other("no slirp4netns given"))?;
-        let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let mut cmd = std::process::Command::new(path);
-        cmd.args([
-            "--configure",
-            "--mtu=65520",
-            "--disable-host-loopback",
-            "--ready-fd=3",
-            "--exit-fd=4",
-        ])
-        .args(
-            spec.rootless
-                .map(|_| format!("--userns-path=/proc/{target}/ns/user")),
-        )
-        .arg(target.to_string())
-        .arg("tap0")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null());
-        // Its complaints, for the error message if it fails (a file, which never blocks
-        // it the way a full pipe would).
-        let mut log = tempfile::tempfile()?;
-        cmd.stderr(log.try_clone()?);
-        let keep = launch::inherit_fds(&mut cmd, &[(&ready_w, 3), (&exit_r, 4)])?;
-        let mut child = cmd.spawn()?;
-        drop((keep, ready_w, exit_r));
-        let mut ready = [0u8; 1];
-        if std::fs::File::from(ready_r).read(&mut ready)? != 1 {
-            let status = child.wait()?;
-            let mut text = String::new();
-            use std::io::Seek;
-            log.seek(io::SeekFrom::Start(0))?;
-            let _ = (&mut log).take(4096).read_to_string(&mut text);
-            return Err(io::Error::other(format!(
-                "{} did not start ({status}): {}",
-                path.display(),
-                text.trim().replace('\n', "; ")
-            )));
-        }
-        Ok(Self {
-            child,
-            exit: exit_w,
-        })
+/// slirp4netns for this run's own network namespace (found through PID 1's pid; with
+/// a user namespace, joined through that namespace).
+fn start_slirp(spec: &InitSpec, target: Pid) -> io::Result<Slirp> {
+    let path = spec
+        .slirp4netns
+        .as_ref()
+        .ok_or_else(|| io::Error::other("no slirp4netns given"))?;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    if spec.rootless.is_some() {
+        args.push(format!("--userns-path=/proc/{target}/ns/user").into());
     }
-
-    fn stop(mut self) {
-        drop(self.exit);
-        let _ = self.child.wait();
-    }
+    args.push(target.to_string().into());
+    args.push("tap0".into());
+    Slirp::start(path, &args, &[])
 }
 
 fn supervise(child: Pid, sock: &UnixStream, sfd: &SignalFd) -> io::Result<i32> {

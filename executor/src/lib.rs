@@ -41,6 +41,7 @@ pub mod mounts;
 mod netpool;
 pub mod rootfs;
 mod sandbox;
+mod slirp;
 pub mod snapshot;
 mod spec;
 pub mod sys;

@@ -19,14 +19,13 @@
 //! join a network namespace owned by the caller's. Without the pool (rootless, or the
 //! pool failed to start a network), runs make their own namespace and slirp4netns.
 
-use std::fs::File;
-use std::io::{self, Read, Seek};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 
-use crate::sys::launch;
+use crate::slirp::Slirp;
 
 /// One network namespace served by its slirp4netns.
 #[derive(Debug)]
@@ -151,42 +150,15 @@ impl NetPool {
 /// forwarder at 10.0.2.3), ready when this returns.
 fn start(slirp4netns: &Path) -> io::Result<PooledNet> {
     let ns = crate::sys::new_network_namespace()?;
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let mut cmd = Command::new(slirp4netns);
-    cmd.args([
-        "--configure",
-        "--mtu=65520",
-        "--disable-host-loopback",
-        "--ready-fd=3",
-        "--exit-fd=4",
-        "--netns-type=path",
-        "/proc/self/fd/5",
-        "tap0",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
-    // Its complaints, for the error message if it fails (a file never blocks it).
-    let mut log = tempfile::tempfile()?;
-    cmd.stderr(log.try_clone()?);
-    let keep = launch::inherit_fds(&mut cmd, &[(&ready_w, 3), (&exit_r, 4), (&ns, 5)])?;
-    let mut slirp = cmd.spawn()?;
-    drop((keep, ready_w, exit_r));
-    let mut ready = [0u8; 1];
-    if File::from(ready_r).read(&mut ready)? != 1 {
-        let status = slirp.wait()?;
-        let mut text = String::new();
-        log.seek(io::SeekFrom::Start(0))?;
-        let _ = (&mut log).take(4096).read_to_string(&mut text);
-        return Err(io::Error::other(format!(
-            "{} did not start ({status}): {}",
-            slirp4netns.display(),
-            text.trim().replace('\n', "; ")
-        )));
-    }
+    let args: Vec<std::ffi::OsString> = vec![
+        "--netns-type=path".into(),
+        "/proc/self/fd/5".into(),
+        "tap0".into(),
+    ];
+    let Slirp { child, exit } = Slirp::start(slirp4netns, &args, &[(&ns, 5)])?;
     Ok(PooledNet {
         ns,
-        slirp,
-        exit: Some(exit_w),
+        slirp: child,
+        exit: Some(exit),
     })
 }
