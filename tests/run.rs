@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{ChildStdout, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{rbuild, text};
@@ -125,6 +125,22 @@ impl Fixture {
             .args(args)
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// Starts `sh -c SCRIPT` in a `--network none` sandbox and waits until the script
+    /// prints its first line, which must be `ready`; returns the child and its stdout.
+    fn spawn_ready(&self, script: &str) -> (std::process::Child, BufReader<ChildStdout>) {
+        let mut child = self
+            .command(&["--network", "none", "bb", "sh", "-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        (child, out)
     }
 
     /// `rbuild run --root ROOT ARGS...`, killed if it hangs.
@@ -411,24 +427,7 @@ fn sigterm_cancels_the_sandbox() {
         return;
     }
     let f = Fixture::new(&[]);
-    let mut child = f
-        .command(&[
-            "--network",
-            "none",
-            "bb",
-            "sh",
-            "-c",
-            "echo ready; sleep 1000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut child, _out) = f.spawn_ready("echo ready; sleep 1000");
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -517,24 +516,7 @@ fn a_killed_run_is_cleaned_up_by_the_next_run() {
         return;
     }
     let f = Fixture::new(&[]);
-    let mut child = f
-        .command(&[
-            "--network",
-            "none",
-            "bb",
-            "sh",
-            "-c",
-            "echo ready; sleep 1000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut child, _out) = f.spawn_ready("echo ready; sleep 1000");
     child.kill().unwrap();
     child.wait().unwrap();
     let left = |f: &Fixture| -> Vec<PathBuf> {
@@ -643,23 +625,9 @@ fn sigterm_is_passed_to_the_command_and_its_trap_decides() {
         return;
     }
     let f = Fixture::new(&[]);
-    let mut child = f
-        .command(&[
-            "--network",
-            "none",
-            "bb",
-            "sh",
-            "-c",
-            "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut child, mut out) = f.spawn_ready(
+        "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done",
+    );
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -768,24 +736,7 @@ fn df_counts_snapshots_and_prune_frees_them_unless_a_container_runs_on_them() {
     assert_eq!(f.entries("layers").len(), 1);
 
     // A container running on the layer keeps it after the image is gone...
-    let mut child = f
-        .command(&[
-            "--network",
-            "none",
-            "bb",
-            "sh",
-            "-c",
-            "echo ready; sleep 1000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut child, _out) = f.spawn_ready("echo ready; sleep 1000");
     let out = rbuild()
         .arg("--root")
         .arg(f.root())
