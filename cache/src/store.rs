@@ -168,6 +168,17 @@ mod tests {
     use crate::meta::{ImageRecord, RefOwner, TagRecord};
     use std::io::Write;
 
+    /// The digests of every blob in the store.
+    fn stored_digests(store: &Store) -> BTreeSet<Digest> {
+        store
+            .content()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.digest)
+            .collect()
+    }
+
     #[test]
     fn open_creates_layout_and_reopen_sees_data() {
         let dir = tempfile::tempdir().unwrap();
@@ -225,13 +236,7 @@ mod tests {
         let report = store.prune(&[pinned.clone()].into(), None).unwrap();
         let deleted: BTreeSet<_> = report.deleted.into_iter().map(|d| d.digest).collect();
         assert_eq!(deleted, [expired, garbage].into());
-        let left: BTreeSet<_> = store
-            .content()
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|d| d.digest)
-            .collect();
+        let left = stored_digests(&store);
         assert_eq!(
             left,
             [manifest.clone(), config, layer, leased, pinned].into()
@@ -285,13 +290,7 @@ mod tests {
             let deleted = waiter.join().unwrap();
             assert_eq!(deleted, vec![ours.clone()]);
         });
-        let left: BTreeSet<_> = store
-            .content()
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|d| d.digest)
-            .collect();
+        let left = stored_digests(&store);
         // Blobs that were not candidates are never touched, referenced or not.
         assert_eq!(left, [shared, leased, old].into());
     }
